@@ -1,0 +1,23 @@
+# The API served by daphne, as a non-root user. Configuration comes from the environment
+# (see the README's table); the image holds no secrets.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    DJANGO_ENV=production DATA_DIR=/data HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+# To take torch's CPU build instead of the default one, pass a CPU wheel index at build time.
+ARG PIP_EXTRA_INDEX_URL=""
+
+RUN groupadd --system app && useradd --system --gid app --home-dir /app app \
+    && mkdir -p /app /data && chown app:app /data
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY --chown=app:app . .
+USER app
+
+EXPOSE 8000
+VOLUME ["/data"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec daphne -b 0.0.0.0 -p 8000 backend.asgi:application"]

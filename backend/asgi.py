@@ -1,0 +1,29 @@
+"""ASGI entry point: Django for HTTP, Channels for websockets, one ``/graphql/`` path for both."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from backend.schema import schema  # noqa: E402
+from backend.schema.views import GraphQLWebSocketConsumer  # noqa: E402
+
+# Browsers attach cookies to websocket handshakes from any page, so the consumer accepts only
+# same-origin pages and WEBSOCKET_ALLOWED_ORIGINS (clients that send no Origin are not browsers).
+websocket_urlpatterns = [
+    path("graphql/", GraphQLWebSocketConsumer.as_asgi(
+        schema=schema, allowed_origins=settings.WEBSOCKET_ALLOWED_ORIGINS, keep_alive=True, keep_alive_interval=15)),
+]
+
+application = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+})

@@ -1,0 +1,36 @@
+"""Events for a user's live subscriptions, sent to that user's channel group after commit.
+
+The group lives in the channel layer from settings (in memory, or Redis so that a subscriber on
+any process sees events published by any other process or worker).
+"""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def send_now(user_id: int, event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "app.event", **event}
+    try:
+        async_to_sync(layer.group_send)(user_group(user_id), message)
+    except RuntimeError:
+        # Called from a running event loop's thread (async code must use publish_async).
+        logger.exception("could not publish event %s", event.get("kind"))
+    except Exception:  # a broken layer must never break the operation that committed
+        logger.exception("could not publish event %s", event.get("kind"))
+
+
+def publish(user_id: int, event: dict) -> None:
+    """Send ``event`` to ``user_id``'s subscribers once the current transaction commits."""
+    transaction.on_commit(lambda: send_now(user_id, event))

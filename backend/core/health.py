@@ -1,0 +1,46 @@
+"""/healthz: is each part this process depends on ready?"""
+
+import asyncio
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import JsonResponse
+
+
+def _database() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {"ok": True, "vendor": connection.vendor}
+
+
+async def _channel_layer() -> dict:
+    layer = get_channel_layer()
+    if layer is None:
+        return {"ok": False, "error": "no channel layer configured"}
+    channel = await layer.new_channel("healthz.")
+    await layer.send(channel, {"type": "healthz.ping"})
+    message = await asyncio.wait_for(layer.receive(channel), timeout=2)
+    return {"ok": message.get("type") == "healthz.ping", "backend": type(layer).__name__}
+
+
+def _embeddings() -> dict:
+    from backend.core import readiness
+
+    return readiness.embedding_status()
+
+
+async def healthz(request):
+    checks = {}
+    for name, check in (
+        ("database", sync_to_async(_database)),
+        ("channel_layer", _channel_layer),
+        ("embedding_model", sync_to_async(_embeddings)),
+    ):
+        try:
+            checks[name] = await check()
+        except Exception as exc:  # report, never raise: this page exists to say what is wrong
+            checks[name] = {"ok": False, "error": type(exc).__name__}
+    ok = all(item.get("ok") for item in checks.values())
+    return JsonResponse({"status": "ok" if ok else "degraded", "checks": checks}, status=200 if ok else 503)

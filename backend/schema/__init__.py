@@ -1,0 +1,58 @@
+"""The GraphQL schema, assembled from one part per domain."""
+
+import logging
+
+import strawberry
+from django.conf import settings
+from graphql import GraphQLError
+from strawberry import relay
+from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+from strawberry_django.optimizer import DjangoOptimizerExtension
+
+from . import users
+from .errors import ErrorCodes, classify
+
+logger = logging.getLogger("backend.graphql")
+
+
+@strawberry.type
+class NodeQuery:
+    node: relay.Node | None = strawberry.relay.node(description="Any object you may see, by its global ID.")
+
+
+Query = merge_types("Query", (NodeQuery, users.Query))
+Mutation = merge_types("Mutation", (users.Mutation,))
+Subscription = merge_types("Subscription", (users.Subscription,))
+
+
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
+        # Expected errors (codes other than INTERNAL) are answers, not faults: don't log them.
+        for error in errors:
+            if classify(error)[0] == "INTERNAL" and not (error.extensions or {}).get("code"):
+                logger.error("GraphQL error: %s", error.message, exc_info=error.original_error)
+
+
+def build_schema() -> Schema:
+    # Factories: limits are read from settings for each operation.
+    extensions = [
+        lambda: QueryDepthLimiter(max_depth=settings.GRAPHQL_MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.GRAPHQL_MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
+        DjangoOptimizerExtension,
+        ErrorCodes,
+    ]
+    if not settings.GRAPHQL_INTROSPECTION:
+        extensions.insert(0, DisableIntrospection)
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        config=StrawberryConfig(disable_field_suggestions=True),
+    )
+
+
+schema = build_schema()

@@ -1,0 +1,33 @@
+"""The request context every resolver gets, over HTTP and over websockets alike."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import strawberry
+from django.http import HttpRequest
+
+from backend.core.errors import Unauthenticated
+
+
+@dataclass
+class Context:
+    request: Any  # HttpRequest over HTTP, the consumer over websockets
+    response: Any = None
+    user: Any = None
+    ws: Any = None
+    connection_params: dict = field(default_factory=dict)
+
+    @property
+    def http_request(self) -> HttpRequest | None:
+        return self.request if isinstance(self.request, HttpRequest) else None
+
+    def get_user(self, required: bool = True):
+        user = self.user
+        if user is None or not getattr(user, "is_authenticated", False):
+            if required:
+                raise Unauthenticated()
+            return None
+        return user
+
+
+Info = strawberry.Info[Context, None]

@@ -1,0 +1,55 @@
+"""Top-level errors carry ``extensions.code`` from a fixed set; anything unexpected is masked."""
+
+import logging
+
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
+from graphql.error import GraphQLError
+from strawberry.extensions import MaskErrors
+from strawberry.relay.types import GlobalIDValueError
+
+from backend.core.errors import ServiceError
+
+logger = logging.getLogger("backend.graphql")
+
+INTERNAL_MESSAGE = "Unexpected error."
+
+
+def classify(error: GraphQLError) -> tuple[str, str]:
+    """(code, message) for a GraphQL error."""
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        # Parse and validation errors, depth/alias/token limits, bad variables.
+        return "BAD_USER_INPUT", error.message
+    if isinstance(original, ServiceError):
+        return original.code, original.message
+    if isinstance(original, (GlobalIDValueError, )):
+        return "BAD_USER_INPUT", "Malformed ID."
+    if isinstance(original, ValidationError):
+        return "BAD_USER_INPUT", "; ".join(original.messages)
+    if isinstance(original, ObjectDoesNotExist):
+        return "NOT_FOUND", "Not found."
+    if isinstance(original, PermissionDenied):
+        return "FORBIDDEN", "You are not allowed to do this."
+    return "INTERNAL", INTERNAL_MESSAGE
+
+
+class ErrorCodes(MaskErrors):
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed = []
+        for error in errors:
+            if (error.extensions or {}).get("code"):
+                processed.append(error)
+                continue
+            code, message = classify(error)
+            if code == "INTERNAL":
+                logger.error("unexpected error in GraphQL operation", exc_info=error.original_error)
+            processed.append(GraphQLError(
+                message=message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                original_error=None,
+                extensions={**(error.extensions or {}), "code": code},
+            ))
+        return processed

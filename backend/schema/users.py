@@ -1,0 +1,334 @@
+"""Accounts: types and thin resolvers over ``backend.users.services``."""
+
+import enum
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+import strawberry_django
+from django.contrib import auth
+from strawberry import relay
+from strawberry.file_uploads import Upload
+from strawberry.scalars import JSON
+from strawberry_django.relay import DjangoListConnection
+
+from backend.core import events
+from backend.core.auth import client_address
+from backend.core.errors import BadUserInput
+from backend.users import preferences as prefs
+from backend.users import services
+from backend.users.models import ApiToken, User
+
+from .base import ScopedNode, decode_id
+from .context import Info
+
+# --- preferences ----------------------------------------------------------------------------
+
+Theme = strawberry.enum(enum.Enum("Theme", {t.upper(): t for t in prefs.THEMES}), name="Theme")
+
+
+@strawberry.type
+class NotificationSettings:
+    email: bool
+    document_ready: bool
+    product_updates: bool
+
+
+@strawberry.type
+class AiDefaults:
+    preferred_model: str
+    temperature: float
+    max_tokens: int
+    system_prompt: str
+
+
+@strawberry.type
+class PrivacySettings:
+    share_data: bool
+    analytics_opt_in: bool
+    chat_history_retention_days: int = strawberry.field(description="0 keeps chats forever.")
+
+
+@strawberry.type
+class Preferences:
+    theme: Theme
+    language: str
+    timezone: str
+    default_model: str
+    notifications: NotificationSettings
+    ai: AiDefaults
+    privacy: PrivacySettings
+
+    @classmethod
+    def from_stored(cls, stored: dict) -> "Preferences":
+        data = prefs.effective(stored)
+        return cls(
+            theme=Theme(data["theme"]),
+            language=data["language"],
+            timezone=data["timezone"],
+            default_model=data["default_model"],
+            notifications=NotificationSettings(**data["notifications"]),
+            ai=AiDefaults(**data["ai"]),
+            privacy=PrivacySettings(**data["privacy"]),
+        )
+
+
+@strawberry.input
+class NotificationSettingsInput:
+    email: bool | None = strawberry.UNSET
+    document_ready: bool | None = strawberry.UNSET
+    product_updates: bool | None = strawberry.UNSET
+
+
+@strawberry.input
+class AiDefaultsInput:
+    preferred_model: str | None = strawberry.UNSET
+    temperature: float | None = strawberry.UNSET
+    max_tokens: int | None = strawberry.UNSET
+    system_prompt: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class PrivacySettingsInput:
+    share_data: bool | None = strawberry.UNSET
+    analytics_opt_in: bool | None = strawberry.UNSET
+    chat_history_retention_days: int | None = strawberry.UNSET
+
+
+@strawberry.input(description="Only the fields given are changed.")
+class PreferencesInput:
+    theme: Theme | None = strawberry.UNSET
+    language: str | None = strawberry.UNSET
+    timezone: str | None = strawberry.UNSET
+    default_model: str | None = strawberry.UNSET
+    notifications: NotificationSettingsInput | None = strawberry.UNSET
+    ai: AiDefaultsInput | None = strawberry.UNSET
+    privacy: PrivacySettingsInput | None = strawberry.UNSET
+
+
+def input_to_patch(value) -> dict:
+    """An input object as a dict of the fields that were given (null counts as given)."""
+    patch = {}
+    for name in value.__dataclass_fields__:
+        item = getattr(value, name)
+        if item is strawberry.UNSET:
+            continue
+        if isinstance(item, enum.Enum):
+            item = item.value
+        elif hasattr(item, "__dataclass_fields__"):
+            item = input_to_patch(item)
+        patch[name] = item
+    return patch
+
+
+# --- types ----------------------------------------------------------------------------------
+
+@strawberry_django.type(User, name="User")
+class UserType(ScopedNode):
+    email: str
+    username: str
+    display_name: str
+    bio: str
+    is_guest: bool
+    guest_expires_at: datetime | None
+    last_active_at: datetime | None
+    created_at: datetime = strawberry_django.field(field_name="date_joined")
+
+    @strawberry_django.field(only=["email_verified_at"])
+    def email_verified(self, root: User) -> bool:
+        return root.email_verified_at is not None
+
+    @strawberry_django.field(only=["avatar"])
+    def avatar_url(self, root: User) -> str | None:
+        return root.avatar.url if root.avatar else None
+
+    @strawberry_django.field(only=["preferences"])
+    def preferences(self, root: User) -> Preferences:
+        return Preferences.from_stored(root.preferences)
+
+
+@strawberry_django.type(ApiToken, name="ApiToken")
+class ApiTokenType(ScopedNode):
+    name: str
+    prefix: str = strawberry_django.field(description="The first characters of the secret.")
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+@strawberry.type
+class NewApiToken:
+    token: ApiTokenType
+    secret: str = strawberry.field(description="Shown once: only a hash is kept.")
+
+
+@strawberry.type
+class Ack:
+    ok: bool
+    message: str = ""
+
+
+@strawberry.type
+class ImportResult:
+    summary: JSON
+
+
+@strawberry.enum
+class AccountEventKind(enum.Enum):
+    PROFILE_UPDATED = "PROFILE_UPDATED"
+    PREFERENCES_UPDATED = "PREFERENCES_UPDATED"
+    EMAIL_VERIFIED = "EMAIL_VERIFIED"
+
+
+@strawberry.type
+class AccountEvent:
+    kind: AccountEventKind
+
+
+# --- operations -----------------------------------------------------------------------------
+
+def _http_request(info: Info):
+    request = info.context.http_request
+    if request is None:
+        raise BadUserInput("Signing in and out happens over HTTP, not over the websocket.")
+    return request
+
+
+@strawberry.type
+class Query:
+    @strawberry_django.field(description="The signed-in user, or null.")
+    def me(self, info: Info) -> UserType | None:
+        return info.context.get_user(required=False)
+
+    @strawberry_django.connection(DjangoListConnection[ApiTokenType], description="Your active API tokens.")
+    def api_tokens(self, info: Info) -> list[ApiTokenType]:
+        info.context.get_user()
+        return ApiToken.objects.all()
+
+    @strawberry_django.field(description="Everything this service holds about you, as JSON.")
+    def export_my_data(self, info: Info) -> JSON:
+        return services.export_data(info.context.get_user())
+
+
+@strawberry.type
+class Mutation:
+    @strawberry_django.mutation
+    def register(self, info: Info, email: str, password: str, username: str | None = None,
+                 display_name: str | None = "") -> UserType:
+        user = services.register(email=email, password=password, username=username, display_name=display_name or "")
+        request = info.context.http_request
+        if request is not None:
+            auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        info.context.user = user
+        return user
+
+    @strawberry_django.mutation(description="Sign in with email and password; sets the session cookie.")
+    def login(self, info: Info, email: str, password: str) -> UserType:
+        request = _http_request(info)
+        user = services.authenticate(email=email, password=password, client_address=client_address(request))
+        auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        info.context.user = user
+        return user
+
+    @strawberry_django.mutation(handle_django_errors=False, description="End the session.")
+    def logout(self, info: Info) -> bool:
+        auth.logout(_http_request(info))
+        info.context.user = None
+        return True
+
+    @strawberry_django.mutation
+    def update_profile(self, info: Info, username: str | None = None, display_name: str | None = None,
+                       bio: str | None = None, email: str | None = None) -> UserType:
+        return services.update_profile(info.context.get_user(), username=username, display_name=display_name,
+                                       bio=bio, email=email)
+
+    @strawberry_django.mutation
+    def update_preferences(self, info: Info, preferences: PreferencesInput) -> UserType:
+        return services.update_preferences(info.context.get_user(), input_to_patch(preferences))
+
+    @strawberry_django.mutation(description="PNG, JPEG, GIF or WebP; cropped and resized to a square.")
+    def upload_avatar(self, info: Info, file: Upload) -> UserType:
+        return services.upload_avatar(info.context.get_user(), file)
+
+    @strawberry_django.mutation
+    def remove_avatar(self, info: Info) -> UserType:
+        return services.remove_avatar(info.context.get_user())
+
+    @strawberry_django.mutation
+    def change_password(self, info: Info, current_password: str, new_password: str) -> UserType:
+        user = services.change_password(info.context.get_user(), current_password=current_password,
+                                        new_password=new_password)
+        request = info.context.http_request
+        if request is not None and getattr(request, "auth_method", "session") == "session":
+            auth.update_session_auth_hash(request, user)  # keep this session, end the others
+        return user
+
+    @strawberry_django.mutation(description="Always answers ok, whether or not the email has an account.")
+    def request_password_reset(self, info: Info, email: str) -> Ack:
+        services.request_password_reset(email)
+        return Ack(ok=True, message="If an account exists for this address, we sent it a reset link.")
+
+    @strawberry_django.mutation
+    def reset_password(self, info: Info, uid: str, token: str, new_password: str) -> UserType:
+        return services.reset_password(uid=uid, token=token, new_password=new_password)
+
+    @strawberry_django.mutation
+    def request_email_verification(self, info: Info) -> Ack:
+        services.request_email_verification(info.context.get_user())
+        return Ack(ok=True, message="We sent you a verification link.")
+
+    @strawberry_django.mutation
+    def verify_email(self, info: Info, uid: str, token: str) -> UserType:
+        return services.verify_email(uid=uid, token=token)
+
+    @strawberry_django.mutation
+    def create_api_token(self, info: Info, name: str, expires_in_days: int | None = None) -> NewApiToken:
+        token, secret = services.create_api_token(info.context.get_user(), name=name, expires_in_days=expires_in_days)
+        return NewApiToken(token=token, secret=secret)
+
+    @strawberry_django.mutation
+    def revoke_api_token(self, info: Info, id: relay.GlobalID) -> ApiTokenType:
+        return services.revoke_api_token(info.context.get_user(), decode_id(id, "ApiToken"))
+
+    @strawberry_django.mutation(description="A temporary account whose data expires unless claimed.")
+    def start_guest_session(self, info: Info) -> UserType:
+        request = _http_request(info)
+        user = services.start_guest_session()
+        auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        info.context.user = user
+        return user
+
+    @strawberry_django.mutation(description="Turn the guest account into a full account, keeping its data.")
+    def claim_guest_account(self, info: Info, email: str, password: str, username: str | None = None) -> UserType:
+        user = services.claim_guest_account(info.context.get_user(), email=email, password=password, username=username)
+        request = info.context.http_request
+        if request is not None:
+            auth.update_session_auth_hash(request, user)
+        return user
+
+    @strawberry_django.mutation(description="Delete your account and everything it owns, files included.")
+    def delete_account(self, info: Info, password: str = "") -> Ack:
+        services.delete_account(info.context.get_user(), password=password)
+        request = info.context.http_request
+        if request is not None:
+            auth.logout(request)
+        return Ack(ok=True, message="Your account and its data were deleted.")
+
+    @strawberry_django.mutation(description="Import a data export; importing twice creates no duplicates.")
+    def import_my_data(self, info: Info, data: JSON) -> ImportResult:
+        return ImportResult(summary=services.import_data(info.context.get_user(), data))
+
+
+ACCOUNT_EVENT_KINDS = {kind.value for kind in AccountEventKind}
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Changes to your account made elsewhere (another tab or device).")
+    async def account_events(self, info: Info) -> AsyncGenerator[AccountEvent, None]:
+        user = info.context.get_user()
+        async with info.context.ws.listen_to_channel("app.event", groups=[events.user_group(user.pk)]) as messages:
+            async for message in messages:
+                if message.get("kind") in ACCOUNT_EVENT_KINDS:
+                    yield AccountEvent(kind=AccountEventKind(message["kind"]))

@@ -1,0 +1,68 @@
+"""The HTTP view and the websocket consumer for ``/graphql/``, both building the same Context."""
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import ensure_csrf_cookie
+from strawberry.channels import GraphQLWSConsumer
+from strawberry.django.views import AsyncGraphQLView
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UNSET
+
+from backend.core.auth import bearer_secret
+
+from .context import Context
+
+
+@method_decorator(ensure_csrf_cookie, name="dispatch")
+class GraphQLView(AsyncGraphQLView):
+    """Sessions, CSRF and bearer tokens apply as for any Django view.
+
+    Every response sets the ``csrftoken`` cookie, so a browser client can read it after its
+    first (GET) query and send it back as ``X-CSRFToken`` on mutations.
+    """
+
+    async def get_context(self, request, response) -> Context:
+        user = await request.auser()
+        request.user = user  # resolved once; later checks must not re-read the session
+        if user.is_authenticated:
+            from backend.users.services import touch_last_active
+
+            await database_sync_to_async(touch_last_active)(user)
+        return Context(request=request, response=response, user=user)
+
+
+def _user_for_secret(secret):
+    from backend.users.services import touch_last_active, user_for_token
+
+    user = user_for_token(secret)
+    if user is not None:
+        touch_last_active(user)
+    return user
+
+
+class GraphQLWebSocketConsumer(GraphQLWSConsumer):
+    """graphql-transport-ws on ``/graphql/``.
+
+    The user comes from the session cookie (Channels' AuthMiddlewareStack), or from the
+    ``connection_init`` payload ``{"authorization": "Bearer <token>"}``, which wins when given.
+    A payload with a bad token closes the socket with 4403.
+    """
+
+    async def get_context(self, request, response) -> Context:
+        return Context(request=request, ws=request, user=request.scope.get("user"))
+
+    async def on_ws_connect(self, context: Context):
+        params = context.connection_params or {}
+        header = params.get("authorization") or params.get("Authorization")
+        if header:
+            secret = bearer_secret(str(header))
+            user = await database_sync_to_async(_user_for_secret)(secret) if secret else None
+            if user is None:
+                raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
+            context.user = user
+        return UNSET
+
+
+def graphql_ide():
+    return "graphiql" if settings.GRAPHIQL else None

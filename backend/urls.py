@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import path
+
+from backend.core.health import healthz
+from backend.core.media import avatar
+from backend.schema import schema
+from backend.schema.views import GraphQLView, graphql_ide
+
+urlpatterns = [
+    path("graphql/", GraphQLView.as_view(schema=schema, graphql_ide=graphql_ide(), multipart_uploads_enabled=True)),
+    path("healthz", healthz),
+    path("admin/", admin.site.urls),
+    # Avatars are public images under unguessable names; documents have their own checked view.
+    path("media/avatars/<str:name>", avatar),
+]

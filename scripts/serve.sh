@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install into .venv, migrate and serve the API with GraphiQL on http://127.0.0.1:8000/graphql/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3.11 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+.venv/bin/python manage.py migrate --noinput
+exec .venv/bin/daphne -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" backend.asgi:application

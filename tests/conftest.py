@@ -1,0 +1,104 @@
+import json
+import os
+
+os.environ.setdefault("DJANGO_ENV", "test")
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(settings, tmp_path):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.DATA_DIR = tmp_path
+    cache.clear()
+    yield
+    cache.clear()
+
+
+class GraphQLClient:
+    """Posts GraphQL documents to /graphql/ the way a browser or Apollo would."""
+
+    def __init__(self, client: Client | None = None, token: str | None = None):
+        self.client = client or Client()
+        self.token = token
+
+    def _headers(self, headers):
+        headers = dict(headers or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def raw(self, query, variables=None, headers=None):
+        return self.client.post("/graphql/", data=json.dumps({"query": query, "variables": variables or {}}),
+                                content_type="application/json", headers=self._headers(headers))
+
+    def __call__(self, query, variables=None, headers=None):
+        response = self.raw(query, variables, headers)
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    def upload(self, query, variables, files: dict, headers=None):
+        """A GraphQL multipart request: ``files`` maps a variable path to (name, bytes, type)."""
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        form = {"operations": json.dumps({"query": query, "variables": variables}),
+                "map": json.dumps({str(i): [path] for i, path in enumerate(files)})}
+        for i, (name, content, ctype) in enumerate(files.values()):
+            form[str(i)] = SimpleUploadedFile(name, content, content_type=ctype)
+        response = self.client.post("/graphql/", data=form, headers=self._headers(headers))
+        assert response.status_code == 200, response.content
+        return response.json()
+
+
+def error_codes(result):
+    return [e.get("extensions", {}).get("code") for e in result.get("errors") or []]
+
+
+@pytest.fixture
+def gql():
+    return GraphQLClient()
+
+
+@pytest.fixture
+def make_user(db):
+    from backend.users.models import User
+
+    counter = {"n": 0}
+
+    def make(email=None, password=PASSWORD, **extra):
+        counter["n"] += 1
+        email = email or f"user{counter['n']}@example.com"
+        user = User(email=email, username=extra.pop("username", email.split("@")[0]), **extra)
+        user.set_password(password)
+        user.save()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user("alice@example.com")
+
+
+@pytest.fixture
+def alice(user):
+    client = GraphQLClient()
+    client.client.force_login(user)
+    client.user = user
+    return client
+
+
+@pytest.fixture
+def bob(make_user):
+    user = make_user("bob@example.com")
+    client = GraphQLClient()
+    client.client.force_login(user)
+    client.user = user
+    return client
