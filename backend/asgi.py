@@ -27,3 +27,11 @@ application = ProtocolTypeRouter({
     "http": django_asgi_app,
     "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
 })
+
+
+if settings.INGEST_RESUME_ON_START and not settings.CELERY_BROKER_URL:
+    import threading
+
+    from backend.documents.ingest import resume_unfinished
+
+    threading.Thread(target=resume_unfinished, name="resume-ingestion", daemon=True).start()

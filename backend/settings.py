@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "strawberry_django",
     "backend.core",
     "backend.users",
+    "backend.documents",
 ]
 
 MIDDLEWARE = [
@@ -116,6 +117,8 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
+            # Tests run background tasks on threads: a file, not a shared-cache memory database.
+            "TEST": {"NAME": str(DATA_DIR / "test-db.sqlite3")} if DJANGO_ENV == "test" else {},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -201,7 +204,22 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
+FILE_UPLOAD_TEMP_DIR = None
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# --- Documents and background work -----------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL")
+TASK_WORKERS = env_int("TASK_WORKERS", 2)
+# Resume documents left PENDING or PROCESSING when the server starts (embedded runner only).
+INGEST_RESUME_ON_START = env_bool("INGEST_RESUME_ON_START", DJANGO_ENV != "test")
+DOCUMENT_MAX_BYTES = env_int("DOCUMENT_MAX_BYTES", 25 * 1024 * 1024)
+DOCUMENT_MAX_PAGES = env_int("DOCUMENT_MAX_PAGES", 2000)
+DOCUMENT_MAX_CHARS = env_int("DOCUMENT_MAX_CHARS", 5_000_000)
+DOCUMENT_PARSE_TIMEOUT = float(env("DOCUMENT_PARSE_TIMEOUT", "120"))
+CHUNK_SIZE = env_int("CHUNK_SIZE", 1000)
+CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150)
+EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 64)
+INDEX_DIR = env("INDEX_DIR", "")  # default: DATA_DIR/indexes
 
 # --- GraphQL ----------------------------------------------------------------------------------
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 12)

@@ -3,6 +3,7 @@ from django.urls import path
 
 from backend.core.health import healthz
 from backend.core.media import avatar
+from backend.documents.views import download
 from backend.schema import schema
 from backend.schema.views import GraphQLView, graphql_ide
 
@@ -12,4 +13,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Avatars are public images under unguessable names; documents have their own checked view.
     path("media/avatars/<str:name>", avatar),
+    path("documents/<uuid:uid>/download", download),
 ]

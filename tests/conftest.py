@@ -1,7 +1,4 @@
 import json
-import os
-
-os.environ.setdefault("DJANGO_ENV", "test")
 
 import pytest
 from django.core.cache import cache

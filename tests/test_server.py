@@ -44,7 +44,7 @@ def test_healthz_says_when_a_part_is_down(client, monkeypatch):
 
 def _manage(env_overrides, *args):
     env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ENV"}}
-    env.update(env_overrides)
+    env.update(env_overrides, DJANGO_SETTINGS_MODULE="backend.settings")
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 

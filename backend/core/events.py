@@ -18,19 +18,28 @@ def user_group(user_id: int) -> str:
 
 
 def send_now(user_id: int, event: dict) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    message = {"type": "app.event", **event}
-    try:
-        async_to_sync(layer.group_send)(user_group(user_id), message)
-    except RuntimeError:
-        # Called from a running event loop's thread (async code must use publish_async).
-        logger.exception("could not publish event %s", event.get("kind"))
-    except Exception:  # a broken layer must never break the operation that committed
-        logger.exception("could not publish event %s", event.get("kind"))
+    send_group_now(user_group(user_id), event)
 
 
 def publish(user_id: int, event: dict) -> None:
     """Send ``event`` to ``user_id``'s subscribers once the current transaction commits."""
     transaction.on_commit(lambda: send_now(user_id, event))
+
+
+def collection_group(collection_id: int) -> str:
+    return f"collection.{collection_id}"
+
+
+def send_group_now(group: str, event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, {"type": "app.event", **event})
+    except Exception:  # a broken layer must never break the operation that committed
+        logger.exception("could not publish event %s", event.get("kind"))
+
+
+def publish_group(group: str, event: dict) -> None:
+    """Send ``event`` to a group's subscribers once the current transaction commits."""
+    transaction.on_commit(lambda: send_group_now(group, event))

@@ -1,17 +1,19 @@
 """The one mechanism that scopes objects to who may see them.
 
 Every model type derives from ``ScopedNode``; its ``get_queryset`` narrows lists, connections and
-node lookups (global IDs included) to ``Model.objects.visible_to(user)``, the same method the
-services use. No resolver filters by owner by hand.
+node lookups (global IDs included) with the model's ``visible_q(user)``, the same rule the
+services apply through ``Model.objects.visible_to(user)``. No resolver filters by owner by hand.
 """
 
 from strawberry import relay
+
+from backend.core.scoping import scope
 
 
 class ScopedNode(relay.Node):
     @classmethod
     def get_queryset(cls, queryset, info, **kwargs):
-        return queryset.visible_to(info.context.get_user(required=False))
+        return scope(queryset, info.context.get_user(required=False))
 
 
 def decode_id(global_id, expected_type: str | None = None):

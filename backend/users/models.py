@@ -5,17 +5,15 @@ from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.utils import timezone
 
+from backend.core.scoping import ScopedQuerySet
+
 
 def avatar_key(instance, filename):
     return f"avatars/{uuid.uuid4().hex}.png"
 
 
-class UserQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        """A user sees only their own account."""
-        if user is None or not user.is_authenticated:
-            return self.none()
-        return self.filter(pk=user.pk)
+class UserQuerySet(ScopedQuerySet):
+    pass
 
 
 class AppUserManager(UserManager.from_queryset(UserQuerySet)):
@@ -51,13 +49,13 @@ class User(AbstractUser):
     def email_verified(self) -> bool:
         return self.email_verified_at is not None
 
+    @classmethod
+    def visible_q(cls, user):
+        """A user sees only their own account."""
+        return models.Q(pk=user.pk)
 
-class ApiTokenQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        if user is None or not user.is_authenticated:
-            return self.none()
-        return self.filter(user=user, revoked_at__isnull=True)
 
+class ApiTokenQuerySet(ScopedQuerySet):
     def active(self):
         now = timezone.now()
         return self.filter(revoked_at__isnull=True).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
@@ -82,6 +80,10 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def visible_q(cls, user):
+        return models.Q(user=user, revoked_at__isnull=True)
 
     @staticmethod
     def hash_secret(secret: str) -> str:

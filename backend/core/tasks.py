@@ -1,0 +1,96 @@
+"""Background work behind a small interface, chosen by settings.
+
+``enqueue(name, *args)`` schedules a registered task once the current transaction commits. The
+embedded default runs it on an in-process thread pool; with ``CELERY_BROKER_URL`` set it is sent
+to Celery workers, which run the very same function (see ``backend/celery.py``). Tasks must be
+idempotent: a task may run again after a crash or a redelivery.
+"""
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Callable
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+
+logger = logging.getLogger(__name__)
+
+REGISTRY: dict[str, Callable] = {}
+
+
+def task(name: str):
+    def register(fn):
+        REGISTRY[name] = fn
+        fn.task_name = name
+        return fn
+    return register
+
+
+class InProcessRunner:
+    def __init__(self, workers: int):
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="task")
+        self.pending: set[Future] = set()
+        self.lock = threading.Lock()
+
+    def _run(self, name: str, args: tuple) -> None:
+        close_old_connections()
+        try:
+            REGISTRY[name](*args)
+        except Exception:  # a failing task must not take the worker down
+            logger.exception("task %s%r failed", name, args)
+        finally:
+            close_old_connections()
+
+    def submit(self, name: str, *args) -> None:
+        future = self.executor.submit(self._run, name, args)
+        with self.lock:
+            self.pending.add(future)
+        future.add_done_callback(lambda f: self._forget(f))
+
+    def _forget(self, future: Future) -> None:
+        with self.lock:
+            self.pending.discard(future)
+
+    def wait_idle(self, timeout: float = 60) -> bool:
+        """Wait until every submitted task has finished (tests and shutdown)."""
+        while True:
+            with self.lock:
+                pending = set(self.pending)
+            if not pending:
+                return True
+            done, not_done = wait(pending, timeout=timeout)
+            if not_done:
+                return False
+
+
+class CeleryRunner:
+    def submit(self, name: str, *args) -> None:
+        from backend.celery import app
+
+        app.send_task(name, args=list(args))
+
+    def wait_idle(self, timeout: float = 60) -> bool:
+        return True
+
+
+_runner = None
+_runner_lock = threading.Lock()
+
+
+def runner():
+    global _runner
+    if _runner is None:
+        with _runner_lock:
+            if _runner is None:
+                if settings.CELERY_BROKER_URL:
+                    _runner = CeleryRunner()
+                else:
+                    _runner = InProcessRunner(settings.TASK_WORKERS)
+    return _runner
+
+
+def enqueue(name: str, *args) -> None:
+    if name not in REGISTRY:
+        raise KeyError(f"unknown task {name}")
+    transaction.on_commit(lambda: runner().submit(name, *args))

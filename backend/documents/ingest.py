@@ -1,0 +1,124 @@
+"""The ingestion task: extract -> chunk -> embed -> save chunks -> update the index.
+
+Idempotent: a READY document is left alone, a half-done one starts over (its chunks are replaced
+in one transaction). Each stage is committed and then announced to the collection's subscribers.
+"""
+
+import hashlib
+import logging
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from backend.core.tasks import task
+from backend.rag import chunking, embeddings, loaders
+from backend.rag.parsing import extract_with_timeout
+
+from . import vectors
+from .models import Chunk, Collection, Document
+from .services import publish_document_event
+
+logger = logging.getLogger(__name__)
+
+FAILURE_HINT = "If the problem persists, try another copy of the file."
+
+
+def _set(document: Document, **fields) -> None:
+    for name, value in fields.items():
+        setattr(document, name, value)
+    with transaction.atomic():
+        updated = Document.objects.filter(pk=document.pk).update(**fields, updated_at=timezone.now())
+        if updated:
+            publish_document_event(document)
+
+
+def _fail(document: Document, code: str, message: str) -> None:
+    _set(document, status=Document.Status.FAILED, stage="failed", error_code=code, error_message=message,
+         processed_at=timezone.now())
+
+
+def _embed(texts: list[str], document: Document) -> list[bytes]:
+    """Vectors for ``texts``; text seen before (here or in any earlier chunk) is embedded once."""
+    embedder = embeddings.get_embedder()
+    hashes = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+    known = dict(Chunk.objects.filter(text_hash__in=set(hashes), embedding_model=embedder.name)
+                 .values_list("text_hash", "vector"))
+    known = {h: bytes(v) for h, v in known.items()}
+    todo = []
+    for h, t in zip(hashes, texts):
+        if h not in known and h not in {x for x, _ in todo}:
+            todo.append((h, t))
+    batch = settings.EMBEDDING_BATCH_SIZE
+    for start in range(0, len(todo), batch):
+        part = todo[start:start + batch]
+        matrix = embedder.embed_documents([t for _, t in part])
+        for (h, _), vector in zip(part, matrix):
+            known[h] = embeddings.to_bytes(vector)
+        done = min(len(todo), start + batch)
+        _set(document, progress=40 + int(50 * done / max(1, len(todo))))
+    return [known[h] for h in hashes]
+
+
+@task("documents.ingest")
+def ingest(document_id: int) -> None:
+    document = Document.objects.filter(pk=document_id).first()
+    if document is None or document.status in (Document.Status.READY, Document.Status.FAILED):
+        return
+    _set(document, status=Document.Status.PROCESSING, stage="extracting", progress=5, error_code="",
+         error_message="")
+    try:
+        with default_storage.open(document.storage_key, "rb") as handle:
+            data = handle.read()
+    except (FileNotFoundError, OSError):
+        _fail(document, "FILE_MISSING", "The uploaded file is missing from storage. Upload it again.")
+        return
+    try:
+        extracted = extract_with_timeout(data, document.file_type, timeout=settings.DOCUMENT_PARSE_TIMEOUT,
+                                         max_pages=settings.DOCUMENT_MAX_PAGES, max_chars=settings.DOCUMENT_MAX_CHARS)
+    except loaders.ExtractionError as exc:
+        _fail(document, exc.code, exc.message)
+        return
+    try:
+        _set(document, stage="chunking", progress=30, page_count=extracted.page_count,
+             word_count=len(extracted.text.split()), metadata=extracted.metadata)
+        pieces = chunking.chunk(extracted, size=settings.CHUNK_SIZE, overlap=settings.CHUNK_OVERLAP)
+        _set(document, stage="embedding", progress=40)
+        blobs = _embed([p.text for p in pieces], document)
+        _set(document, stage="indexing", progress=95)
+        model = embeddings.get_embedder().name
+        with transaction.atomic():
+            if not Document.objects.select_for_update().filter(pk=document.pk).exists():
+                return  # deleted while we worked
+            Chunk.objects.filter(document=document).delete()
+            created = Chunk.objects.bulk_create([
+                Chunk(document=document, collection_id=document.collection_id, position=p.position, text=p.text,
+                      text_hash=hashlib.sha256(p.text.encode()).hexdigest(), page_start=p.page_start,
+                      page_end=p.page_end, char_start=p.char_start, char_end=p.char_end,
+                      token_count=p.token_count, section=p.section[:500], vector=blob, embedding_model=model)
+                for p, blob in zip(pieces, blobs)
+            ])
+            Collection.objects.filter(pk=document.collection_id).update(index_version=F("index_version") + 1)
+            _set(document, status=Document.Status.READY, stage="ready", progress=100, chunk_count=len(created),
+                 processed_at=timezone.now())
+    except Exception:
+        logger.exception("ingestion of document %s failed", document_id)
+        _fail(document, "INTERNAL", f"Something went wrong while processing this file. {FAILURE_HINT}")
+        return
+    try:
+        vectors.add(document.collection_id, [c.pk for c in created])
+    except Exception:  # the file is a cache: the next search rebuilds it from the database
+        logger.exception("could not update the index of collection %s", document.collection_id)
+
+
+def resume_unfinished() -> int:
+    """Queue documents left PENDING or PROCESSING (by a crash or a restart)."""
+    from backend.core.tasks import runner
+
+    ids = list(Document.objects.filter(status__in=[Document.Status.PENDING, Document.Status.PROCESSING])
+               .values_list("pk", flat=True))
+    for pk in ids:
+        runner().submit("documents.ingest", pk)
+    return len(ids)

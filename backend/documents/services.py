@@ -1,0 +1,441 @@
+"""Collections and documents: permissions, uploads, deletion, sharing, search.
+
+Visibility comes from ``visible_to`` / ``editable_by`` on the querysets, the same methods the
+GraphQL types use. Ingestion itself is in ``ingest.py`` (a task); the FAISS files in
+``vectors.py``.
+"""
+
+import hashlib
+import logging
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePath
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from backend.core import events, tasks, userdata
+from backend.core.errors import Forbidden, NotFound, Unauthenticated
+from backend.rag import loaders
+
+from . import vectors
+from .models import Chunk, Collection, CollectionShare, Document, Role
+
+logger = logging.getLogger(__name__)
+
+MAX_TAGS = 20
+TAG_MAX = 50
+
+
+def _require(user):
+    if user is None or not user.is_authenticated:
+        raise Unauthenticated()
+    return user
+
+
+# --- collections ----------------------------------------------------------------------------
+
+def default_collection(user) -> Collection:
+    _require(user)
+    collection = Collection.objects.filter(owner=user, is_default=True).first()
+    if collection is None:
+        try:
+            with transaction.atomic():
+                collection = Collection.objects.create(owner=user, name="My documents", is_default=True)
+        except IntegrityError:
+            collection = Collection.objects.get(owner=user, is_default=True)
+    return collection
+
+
+def get_collection(user, pk, *, need: str = Role.VIEWER) -> Collection:
+    """The collection if ``user`` may see it, checked for the role ``need``.
+
+    A collection the user cannot see is NOT_FOUND (its existence is not revealed); one they can
+    see but not change is FORBIDDEN.
+    """
+    _require(user)
+    collection = Collection.objects.visible_to(user).filter(pk=pk).first()
+    if collection is None:
+        raise NotFound("No such collection.")
+    role = collection.role_of(user)
+    allowed = {Role.VIEWER: {Role.VIEWER, Role.EDITOR, Role.OWNER}, Role.EDITOR: {Role.EDITOR, Role.OWNER},
+               Role.OWNER: {Role.OWNER}}[need]
+    if role not in allowed:
+        raise Forbidden("Your role in this collection does not allow this." if need != Role.OWNER
+                        else "Only the collection's owner can do this.")
+    return collection
+
+
+def _clean_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": ValidationError("Give the collection a name.", code="REQUIRED")})
+    if len(name) > 200:
+        raise ValidationError({"name": ValidationError("At most 200 characters.", code="TOO_LONG")})
+    return name
+
+
+def create_collection(user, *, name: str, description: str = "") -> Collection:
+    _require(user)
+    if len(description or "") > 5000:
+        raise ValidationError({"description": ValidationError("At most 5000 characters.", code="TOO_LONG")})
+    return Collection.objects.create(owner=user, name=_clean_name(name), description=description or "")
+
+
+def update_collection(user, pk, *, name=None, description=None) -> Collection:
+    collection = get_collection(user, pk, need=Role.OWNER)
+    if name is not None:
+        collection.name = _clean_name(name)
+    if description is not None:
+        if len(description) > 5000:
+            raise ValidationError({"description": ValidationError("At most 5000 characters.", code="TOO_LONG")})
+        collection.description = description
+    collection.save()
+    return collection
+
+
+def delete_collection(user, pk) -> None:
+    collection = get_collection(user, pk, need=Role.OWNER)
+    if collection.is_default:
+        raise ValidationError(ValidationError("Your default collection cannot be deleted.", code="DEFAULT_COLLECTION"))
+    keys = list(collection.documents.values_list("storage_key", flat=True))
+    index_key = vectors.key_for(collection)
+    with transaction.atomic():
+        collection.delete()
+        transaction.on_commit(lambda: _remove_files(keys))
+        transaction.on_commit(lambda: vectors.drop(index_key))
+
+
+def share_collection(user, pk, *, email: str, role: str) -> CollectionShare:
+    from backend.users.models import User
+
+    collection = get_collection(user, pk, need=Role.OWNER)
+    if role not in (Role.VIEWER, Role.EDITOR):
+        raise ValidationError({"role": ValidationError("Share as VIEWER or EDITOR.", code="INVALID_CHOICE")})
+    target = User.objects.filter(email__iexact=(email or "").strip(), is_active=True).first()
+    if target is None:
+        raise ValidationError({"email": ValidationError("No user has this email address.", code="USER_NOT_FOUND")})
+    if target.pk == collection.owner_id:
+        raise ValidationError({"email": ValidationError("You own this collection already.", code="SELF_SHARE")})
+    share, _ = CollectionShare.objects.update_or_create(collection=collection, user=target, defaults={"role": role})
+    return share
+
+
+def unshare_collection(user, pk, *, user_id) -> Collection:
+    """The owner removes anyone; a member may remove themselves."""
+    _require(user)
+    collection = Collection.objects.visible_to(user).filter(pk=pk).first()
+    if collection is None:
+        raise NotFound("No such collection.")
+    if collection.owner_id != user.pk and str(user.pk) != str(user_id):
+        raise Forbidden("Only the collection's owner can do this.")
+    deleted, _ = CollectionShare.objects.filter(collection=collection, user_id=user_id).delete()
+    if not deleted:
+        raise ValidationError({"userId": ValidationError("This user has no access to share.", code="NOT_SHARED")})
+    return collection
+
+
+# --- documents ------------------------------------------------------------------------------
+
+def sanitize_filename(name: str) -> str:
+    name = PurePath((name or "").replace("\\", "/")).name
+    name = unicodedata.normalize("NFC", name)
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = re.sub(r"\s+", " ", name).strip().lstrip(".")
+    return name[-255:] or "document"
+
+
+def _clean_tags(tags) -> list[str]:
+    clean = []
+    for tag in tags or []:
+        tag = re.sub(r"\s+", " ", str(tag)).strip().lower()
+        if not tag:
+            continue
+        if len(tag) > TAG_MAX:
+            raise ValidationError({"tags": ValidationError(f"Tags have at most {TAG_MAX} characters.", code="TOO_LONG")})
+        if tag not in clean:
+            clean.append(tag)
+    if len(clean) > MAX_TAGS:
+        raise ValidationError({"tags": ValidationError(f"At most {MAX_TAGS} tags.", code="TOO_MANY")})
+    return clean
+
+
+def _remove_files(keys) -> None:
+    for key in keys:
+        try:
+            default_storage.delete(key)
+        except Exception:
+            logger.exception("could not delete stored file %s", key)
+
+
+def _event(document: Document) -> dict:
+    return {"kind": "DOCUMENT", "document_id": document.pk, "status": document.status, "stage": document.stage,
+            "progress": document.progress, "error_code": document.error_code}
+
+
+def publish_document_event(document: Document) -> None:
+    events.publish_group(events.collection_group(document.collection_id), _event(document))
+
+
+@dataclass
+class UploadResult:
+    document: Document
+    duplicate: bool
+
+
+def upload_document(user, upload, *, collection_id=None, tags=None, title: str | None = None) -> UploadResult:
+    """Store the file and a PENDING row; ingestion runs after commit, never in the request."""
+    _require(user)
+    collection = (get_collection(user, collection_id, need=Role.EDITOR) if collection_id is not None
+                  else default_collection(user))
+    tags = _clean_tags(tags)
+    name = sanitize_filename(getattr(upload, "name", ""))
+    if upload.size > settings.DOCUMENT_MAX_BYTES:
+        raise ValidationError({"file": ValidationError(
+            f"This file is larger than {settings.DOCUMENT_MAX_BYTES // (1024 * 1024)} MB. Split it or compress it.",
+            code="FILE_TOO_LARGE")})
+    data = upload.read()
+    if not data:
+        raise ValidationError({"file": ValidationError("This file is empty.", code="EMPTY_FILE")})
+    try:
+        kind = loaders.detect_type(data, name)
+    except loaders.ExtractionError as exc:
+        raise ValidationError({"file": ValidationError(exc.message, code=exc.code)})
+    digest = hashlib.sha256(data).hexdigest()
+    existing = Document.objects.filter(collection=collection, sha256=digest).first()
+    if existing is not None:
+        return UploadResult(existing, True)
+
+    key = default_storage.save(f"documents/{collection.uid.hex}/{uuid.uuid4().hex}", ContentFile(data))
+    try:
+        with transaction.atomic():
+            document = Document.objects.create(
+                collection=collection, uploaded_by=user, title=(title or PurePath(name).stem or name)[:300],
+                original_name=name, file_type=kind, size=len(data), sha256=digest, storage_key=key, tags=tags,
+                stage="queued")
+            publish_document_event(document)
+            tasks.enqueue("documents.ingest", document.pk)
+    except IntegrityError:  # the same file won a concurrent race into this collection
+        _remove_files([key])
+        existing = Document.objects.filter(collection=collection, sha256=digest).first()
+        if existing is None:
+            raise
+        return UploadResult(existing, True)
+    except Exception:
+        _remove_files([key])
+        raise
+    return UploadResult(document, False)
+
+
+def get_document(user, pk, *, need: str = Role.VIEWER) -> Document:
+    _require(user)
+    document = Document.objects.visible_to(user).select_related("collection").filter(pk=pk).first()
+    if document is None:
+        raise NotFound("No such document.")
+    get_collection(user, document.collection_id, need=need)
+    return document
+
+
+def update_document(user, pk, *, title=None, tags=None, collection_id=None) -> Document:
+    document = get_document(user, pk, need=Role.EDITOR)
+    old_collection = document.collection
+    with transaction.atomic():
+        if title is not None:
+            title = title.strip()
+            if not title or len(title) > 300:
+                raise ValidationError({"title": ValidationError("Between 1 and 300 characters.", code="INVALID_LENGTH")})
+            document.title = title
+        if tags is not None:
+            document.tags = _clean_tags(tags)
+        moved = collection_id is not None and str(collection_id) != str(document.collection_id)
+        if moved:
+            target = get_collection(user, collection_id, need=Role.EDITOR)
+            if Document.objects.filter(collection=target, sha256=document.sha256).exists():
+                raise ValidationError({"collectionId": ValidationError(
+                    "The target collection already holds this file.", code="DUPLICATE")})
+            document.collection = target
+            Chunk.objects.filter(document=document).update(collection=target)
+            _bump(old_collection.pk, target.pk)
+        document.save()
+    if moved:
+        transaction.on_commit(lambda: vectors.sync(old_collection.pk))
+        transaction.on_commit(lambda: vectors.sync(document.collection_id))
+    return document
+
+
+def _bump(*collection_ids) -> None:
+    Collection.objects.filter(pk__in=collection_ids).update(index_version=F("index_version") + 1)
+
+
+def delete_document(user, pk) -> Document:
+    document = get_document(user, pk, need=Role.EDITOR)
+    collection_id = document.collection_id
+    with transaction.atomic():
+        chunk_ids = list(Chunk.objects.filter(document=document).values_list("pk", flat=True))
+        had_vectors = bool(chunk_ids)
+        Document.objects.filter(pk=document.pk).delete()
+        if had_vectors:
+            _bump(collection_id)
+        key = document.storage_key
+        transaction.on_commit(lambda: _remove_files([key]))
+        if had_vectors:
+            transaction.on_commit(lambda: vectors.remove(collection_id, chunk_ids))
+        events.publish_group(events.collection_group(collection_id), {
+            "kind": "DOCUMENT", "document_id": document.pk, "status": "DELETED", "stage": "", "progress": 100,
+            "error_code": ""})
+    return document
+
+
+def rebuild_index(user, collection_id) -> vectors.Stats:
+    collection = get_collection(user, collection_id, need=Role.EDITOR)
+    vectors.rebuild(collection.pk)
+    return vectors.stats(collection)
+
+
+def vector_store_stats(user) -> list[vectors.Stats]:
+    _require(user)
+    return [vectors.stats(c) for c in Collection.objects.visible_to(user).order_by("pk")]
+
+
+def open_original(user, uid):
+    """(file, document) for download, if ``user`` may read it."""
+    _require(user)
+    document = Document.objects.visible_to(user).filter(uid=uid).first()
+    if document is None:
+        raise NotFound("No such document.")
+    return default_storage.open(document.storage_key, "rb"), document
+
+
+# --- search ---------------------------------------------------------------------------------
+
+@dataclass
+class SearchFilters:
+    file_types: list[str] | None = None
+    tags: list[str] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    document_ids: list[int] | None = None
+
+
+@dataclass
+class Hit:
+    chunk: Chunk
+    score: float
+
+    @property
+    def document(self) -> Document:
+        return self.chunk.document
+
+
+def _filter_documents(queryset, filters: SearchFilters | None):
+    if not filters:
+        return queryset
+    if filters.file_types:
+        queryset = queryset.filter(file_type__in=filters.file_types)
+    if filters.created_after:
+        queryset = queryset.filter(created_at__gte=filters.created_after)
+    if filters.created_before:
+        queryset = queryset.filter(created_at__lt=filters.created_before)
+    if filters.document_ids:
+        queryset = queryset.filter(pk__in=filters.document_ids)
+    return queryset
+
+
+def search(user, query: str, *, collection_ids=None, k: int = 5, threshold: float = 0.0,
+           filters: SearchFilters | None = None) -> list[Hit]:
+    """Passages by meaning from the collections ``user`` may read, best first."""
+    _require(user)
+    query = (query or "").strip()
+    if not query:
+        raise ValidationError({"query": ValidationError("Type something to search for.", code="REQUIRED")})
+    if len(query) > 2000:
+        raise ValidationError({"query": ValidationError("At most 2000 characters.", code="TOO_LONG")})
+    if not 1 <= k <= 100:
+        raise ValidationError({"k": ValidationError("Between 1 and 100.", code="OUT_OF_RANGE")})
+    if not -1.0 <= threshold <= 1.0:
+        raise ValidationError({"threshold": ValidationError("Between -1 and 1.", code="OUT_OF_RANGE")})
+    collections = Collection.objects.visible_to(user)
+    if collection_ids:
+        wanted = {str(c) for c in collection_ids}
+        collections = [c for c in collections if str(c.pk) in wanted]
+        if len(collections) != len(wanted):
+            raise NotFound("No such collection.")
+    else:
+        collections = list(collections)
+    documents = _filter_documents(Document.objects.filter(collection__in=collections,
+                                                         status=Document.Status.READY), filters)
+    tag_filter = set(t.lower() for t in (filters.tags or [])) if filters else set()
+
+    from backend.rag.embeddings import get_embedder
+
+    query_vector = get_embedder().embed_query(query)
+    fetch = k * 4 if filters else k
+    candidates: list[tuple[int, float]] = []
+    for collection in collections:
+        candidates.extend(vectors.search(collection, query_vector, fetch))
+    candidates = [(cid, score) for cid, score in candidates if score >= threshold]
+    candidates.sort(key=lambda item: -item[1])
+    chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=[cid for cid, _ in candidates],
+                                                    document__in=documents).select_related("document")}
+    hits = []
+    for cid, score in candidates:
+        chunk = chunks.get(cid)
+        if chunk is None:
+            continue
+        if tag_filter and not tag_filter.issubset(set(chunk.document.tags)):
+            continue
+        hits.append(Hit(chunk, score))
+        if len(hits) == k:
+            break
+    return hits
+
+
+# --- account data ---------------------------------------------------------------------------
+
+def _export(user) -> dict:
+    return {
+        "collections": [
+            {"uid": str(c.uid), "name": c.name, "description": c.description, "is_default": c.is_default,
+             "documents": [{"uid": str(d.uid), "title": d.title, "original_name": d.original_name,
+                            "file_type": d.file_type, "size": d.size, "sha256": d.sha256, "tags": d.tags,
+                            "page_count": d.page_count, "word_count": d.word_count, "status": d.status,
+                            "created_at": d.created_at.isoformat()} for d in c.documents.all()]}
+            for c in Collection.objects.filter(owner=user).prefetch_related("documents")
+        ]
+    }
+
+
+def _import(user, data) -> dict:
+    """Collections by name (files are not part of an export, so documents are not recreated)."""
+    if not isinstance(data, dict) or not isinstance(data.get("collections", []), list):
+        raise ValidationError({"data.documents": ValidationError("Must be an object with 'collections'.",
+                                                                 code="WRONG_TYPE")})
+    created = 0
+    for item in data.get("collections", []):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ValidationError({"data.documents": ValidationError("Each collection needs a name.", code="WRONG_TYPE")})
+        if item.get("is_default"):
+            default_collection(user)
+            continue
+        _, was_created = Collection.objects.get_or_create(
+            owner=user, name=_clean_name(item["name"]), is_default=False,
+            defaults={"description": str(item.get("description", ""))[:5000]})
+        created += was_created
+    return {"collections_created": created}
+
+
+def _files(user):
+    """Stored originals and index files of the user's collections, removed after the rows."""
+    keys = Document.objects.filter(collection__owner=user).values_list("storage_key", flat=True)
+    indexes = [vectors.key_for(c) for c in Collection.objects.filter(owner=user)]
+    return [(default_storage, key) for key in keys] + [(vectors.index_files, key) for key in indexes]
+
+
+userdata.register(userdata.UserDataPart(name="documents", export=_export, import_=_import, files=_files))

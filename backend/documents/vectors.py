@@ -1,0 +1,139 @@
+"""The bridge between the database (the source of truth for vectors) and the FAISS files.
+
+Each collection has one index file stamped with ``Collection.index_version``. A change to a
+collection's vectors bumps that version in its own transaction; after commit the file is updated
+in place (when it is exactly one version behind) or rebuilt from the database. A search loads the
+file lazily and rebuilds it first when it is missing, stale or corrupt.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from backend.rag.embeddings import DIMENSION, MODEL_NAME, from_bytes
+from backend.rag.index import FaissStore
+
+from .models import Chunk, Collection
+
+_stores: dict[str, FaissStore] = {}
+
+
+def store() -> FaissStore:
+    directory = settings.INDEX_DIR or str(Path(settings.DATA_DIR) / "indexes")
+    if directory not in _stores:
+        _stores[directory] = FaissStore(directory)
+    return _stores[directory]
+
+
+def key_for(collection: Collection) -> str:
+    return f"collection-{collection.uid.hex}"
+
+
+class _IndexFiles:
+    """Looks like a storage to the account-deletion code: ``delete(key)`` drops an index."""
+
+    def delete(self, key: str) -> None:
+        store().delete(key)
+
+
+index_files = _IndexFiles()
+
+
+def drop(key: str) -> None:
+    store().delete(key)
+
+
+def _vectors_of(queryset) -> tuple[np.ndarray, np.ndarray]:
+    rows = list(queryset.values_list("pk", "vector"))
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, DIMENSION), dtype=np.float32)
+    ids = np.fromiter((pk for pk, _ in rows), dtype=np.int64, count=len(rows))
+    matrix = np.vstack([from_bytes(bytes(blob)) for _, blob in rows])
+    return ids, matrix
+
+
+def _ready_chunks(collection_id: int):
+    return Chunk.objects.filter(collection_id=collection_id, document__status="READY")
+
+
+def rebuild(collection_id: int):
+    collection = Collection.objects.get(pk=collection_id)
+    st = store()
+    key = key_for(collection)
+    with st.writing(key):
+        # Read the version first: the chunks read next are at least as new as it.
+        version = Collection.objects.values_list("index_version", flat=True).get(pk=collection_id)
+        ids, matrix = _vectors_of(_ready_chunks(collection_id))
+        return st.build(key, version, ids, matrix, model=MODEL_NAME, dimension=DIMENSION)
+
+
+def _current(collection_id: int) -> tuple[Collection, int] | None:
+    collection = Collection.objects.filter(pk=collection_id).first()
+    return (collection, collection.index_version) if collection else None
+
+
+def sync(collection_id: int, *, add_ids=(), remove_ids=()) -> None:
+    """Bring the file to the database's version, by a one-step update or a rebuild."""
+    current = _current(collection_id)
+    if current is None:
+        return
+    collection, version = current
+    st = store()
+    key = key_for(collection)
+    with st.writing(key):
+        info = st.info(key)
+        if info is not None and info.version >= version:
+            return
+        if info is not None and info.version == version - 1 and (len(add_ids) or len(remove_ids)):
+            ids, matrix = _vectors_of(_ready_chunks(collection_id).filter(pk__in=list(add_ids)))
+            # Removing before adding makes a replayed update harmless.
+            removed = np.concatenate([np.asarray(list(remove_ids), dtype=np.int64), ids])
+            if st.update(key, version - 1, version, add_ids=ids, add_vectors=matrix, remove_ids=removed):
+                return
+    rebuild(collection_id)
+
+
+def add(collection_id: int, chunk_ids) -> None:
+    sync(collection_id, add_ids=chunk_ids)
+
+
+def remove(collection_id: int, chunk_ids) -> None:
+    sync(collection_id, remove_ids=chunk_ids)
+
+
+def index_for(collection: Collection):
+    """The collection's FAISS index at its current version, rebuilt if need be."""
+    version = Collection.objects.values_list("index_version", flat=True).get(pk=collection.pk)
+    found = store().load(key_for(collection), version)
+    if found is None:
+        rebuild(collection.pk)
+        found = store().load(key_for(collection), version) or store()._read(key_for(collection))
+    return found[0]
+
+
+def search(collection: Collection, query_vector, k: int) -> list[tuple[int, float]]:
+    return store().search(index_for(collection), query_vector, k)
+
+
+@dataclass
+class Stats:
+    collection: Collection
+    vectors: int
+    dimension: int
+    model: str
+    bytes_on_disk: int
+    built_at: datetime | None
+    version: int
+    stale: bool
+
+
+def stats(collection: Collection) -> Stats:
+    info = store().info(key_for(collection))
+    version = Collection.objects.values_list("index_version", flat=True).get(pk=collection.pk)
+    if info is None:
+        return Stats(collection, 0, DIMENSION, MODEL_NAME, 0, None, version, True)
+    return Stats(collection, info.vectors, info.dimension, info.model, info.bytes_on_disk,
+                 datetime.fromtimestamp(info.built_at, tz=timezone.utc), info.version, info.version != version)

@@ -1,0 +1,262 @@
+"""Detect a file's type from its content and extract its text with page numbers.
+
+Plain Python: pypdf for PDF, python-docx for DOCX (body, tables, headers and footers in reading
+order), charset detection for TXT and MD. Every failure is an ``ExtractionError`` with a stable
+code and a message that says what the user can do.
+"""
+
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime
+
+PDF, DOCX, TXT, MD = "pdf", "docx", "txt", "md"
+EXTENSIONS = {PDF: {".pdf"}, DOCX: {".docx"}, TXT: {".txt", ".text"}, MD: {".md", ".markdown"}}
+CONTENT_TYPES = {
+    PDF: "application/pdf",
+    DOCX: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    TXT: "text/plain; charset=utf-8",
+    MD: "text/markdown; charset=utf-8",
+}
+
+
+class ExtractionError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Extracted:
+    kind: str
+    pages: list[tuple[int, str]]  # (page number from 1, text)
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def page_count(self) -> int:
+        return max((n for n, _ in self.pages), default=0)
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(t for _, t in self.pages)
+
+
+def extension_of(name: str) -> str:
+    match = re.search(r"(\.[A-Za-z0-9]+)$", name or "")
+    return match.group(1).lower() if match else ""
+
+
+def _is_docx(data: bytes) -> bool:
+    if not data.startswith(b"PK\x03\x04"):
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = set(archive.namelist())
+    except zipfile.BadZipFile:
+        return False
+    return "word/document.xml" in names and "[Content_Types].xml" in names
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:65536]
+    if b"\x00" in head and not (head.startswith((b"\xff\xfe", b"\xfe\xff"))):
+        return False
+    return decode_text(head, strict=False) is not None
+
+
+def decode_text(data: bytes, strict: bool = True) -> str | None:
+    for bom, encoding in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if data.startswith(bom):
+            return data.decode(encoding, errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if not strict and exc.start > len(data) - 4:  # a multi-byte character cut by the probe
+            return data[: exc.start].decode("utf-8")
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        return None
+    text = str(best)
+    controls = sum(1 for ch in text[:20000] if ord(ch) < 32 and ch not in "\t\n\r\f")
+    return None if controls > max(5, len(text[:20000]) // 100) else text
+
+
+def detect_type(data: bytes, filename: str) -> str:
+    """The type by content; the file name's extension must agree with it."""
+    ext = extension_of(filename)
+    if data.lstrip()[:5] == b"%PDF-" or data[:1024].find(b"%PDF-") != -1:
+        kind = PDF
+    elif _is_docx(data):
+        kind = DOCX
+    elif data and _looks_like_text(data):
+        kind = MD if ext in EXTENSIONS[MD] else TXT
+    else:
+        raise ExtractionError("UNSUPPORTED_TYPE", "This file is not a PDF, DOCX, text or Markdown file.")
+    if ext not in EXTENSIONS[kind]:
+        expected = " or ".join(sorted(EXTENSIONS[kind]))
+        raise ExtractionError(
+            "EXTENSION_MISMATCH", f"The file's content is {kind.upper()}, but its name ends in '{ext or 'nothing'}'. "
+            f"Rename it to end in {expected} and upload it again.")
+    return kind
+
+
+# --- extraction -----------------------------------------------------------------------------
+
+def _pdf_date(value) -> str | None:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return None
+
+
+def extract_pdf(data: bytes, max_pages: int) -> Extracted:
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            try:
+                if not reader.decrypt(""):
+                    raise FileNotDecryptedError
+            except Exception:
+                raise ExtractionError("ENCRYPTED", "This PDF is protected by a password. Remove the password "
+                                      "(print or export it to a new PDF) and upload it again.")
+        count = len(reader.pages)
+        if count > max_pages:
+            raise ExtractionError("TOO_LARGE", f"This PDF has {count} pages; the limit is {max_pages}. "
+                                  "Split it into smaller files.")
+        pages = []
+        for number, page in enumerate(reader.pages, start=1):
+            pages.append((number, _clean(page.extract_text() or "")))
+        metadata = {}
+        try:
+            info = reader.metadata
+        except Exception:
+            info = None
+        if info:
+            if info.author:
+                metadata["author"] = str(info.author)
+            if info.title:
+                metadata["title"] = str(info.title)
+            created = _pdf_date(getattr(info, "creation_date", None))
+            if created:
+                metadata["created"] = created
+    except ExtractionError:
+        raise
+    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+            RecursionError, AssertionError, OSError, zipfile.BadZipFile) as exc:
+        raise ExtractionError("CORRUPT", "This PDF is damaged and cannot be read. Try saving it again "
+                              f"from the program that made it. ({type(exc).__name__})")
+    if count == 0:
+        raise ExtractionError("CORRUPT", "This PDF has no pages.")
+    return Extracted(PDF, pages, metadata)
+
+
+def _docx_blocks(container):
+    """Paragraph and table texts of a body, header or footer, in document order."""
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    for child in container.iter_inner_content():
+        if isinstance(child, Paragraph):
+            yield child, child.text
+        elif isinstance(child, Table):
+            rows = []
+            for row in child.rows:
+                cells, seen = [], set()
+                for cell in row.cells:
+                    if id(cell._tc) in seen:  # merged cells repeat
+                        continue
+                    seen.add(id(cell._tc))
+                    cells.append(" ".join(p.text for p in cell.paragraphs).strip())
+                if any(cells):
+                    rows.append(" | ".join(cells))
+            yield None, "\n".join(rows)
+
+
+def _page_breaks(paragraph) -> int:
+    if paragraph is None:
+        return 0
+    xml = paragraph._p.xml
+    return xml.count("<w:lastRenderedPageBreak") + len(re.findall(r'<w:br [^>]*w:type="page"', xml))
+
+
+def extract_docx(data: bytes) -> Extracted:
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+        header_texts, footer_texts = [], []
+        for section in document.sections:
+            for part, out in ((section.header, header_texts), (section.footer, footer_texts)):
+                if part is not None and not part.is_linked_to_previous:
+                    text = "\n".join(t for _, t in _docx_blocks(part) if t.strip())
+                    if text and text not in out:
+                        out.append(text)
+        pages: dict[int, list[str]] = {}
+        page = 1
+        for paragraph, text in _docx_blocks(document):
+            breaks = _page_breaks(paragraph)
+            if breaks and pages.get(page):
+                page += breaks
+            if text.strip():
+                pages.setdefault(page, []).append(text)
+        props = document.core_properties
+        metadata = {}
+        if props.author:
+            metadata["author"] = props.author
+        if props.title:
+            metadata["title"] = props.title
+        if props.created:
+            metadata["created"] = props.created.isoformat()
+    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile, AttributeError, TypeError) as exc:
+        raise ExtractionError("CORRUPT", "This DOCX file is damaged and cannot be read. Open it in Word or "
+                              f"LibreOffice, save it again and upload the new file. ({type(exc).__name__})")
+    result = [(n, _clean("\n".join(parts))) for n, parts in sorted(pages.items())]
+    if header_texts:
+        first = result[0] if result else (1, "")
+        result = [(first[0], _clean("\n".join(header_texts) + "\n\n" + first[1]))] + result[1:]
+    if footer_texts:
+        last = result[-1]
+        result = result[:-1] + [(last[0], _clean(last[1] + "\n\n" + "\n".join(footer_texts)))]
+    return Extracted(DOCX, result, metadata)
+
+
+def extract_text(data: bytes, kind: str) -> Extracted:
+    text = decode_text(data)
+    if text is None:
+        raise ExtractionError("CORRUPT", "We could not tell this file's text encoding. Save it as UTF-8 and "
+                              "upload it again.")
+    return Extracted(kind, [(1, _clean(text))], {})
+
+
+def _clean(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    text = re.sub(r"[ \t\u00a0]+\n", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def extract(data: bytes, kind: str, *, max_pages: int = 2000, max_chars: int = 5_000_000) -> Extracted:
+    if kind == PDF:
+        result = extract_pdf(data, max_pages)
+    elif kind == DOCX:
+        result = extract_docx(data)
+    elif kind in (TXT, MD):
+        result = extract_text(data, kind)
+    else:
+        raise ExtractionError("UNSUPPORTED_TYPE", "This file type is not supported.")
+    chars = sum(len(t) for _, t in result.pages)
+    if chars > max_chars:
+        raise ExtractionError("TOO_LARGE", f"This file holds {chars:,} characters of text; the limit is "
+                              f"{max_chars:,}. Split it into smaller files.")
+    if not any(t.strip() for _, t in result.pages):
+        if kind == PDF:
+            raise ExtractionError("NO_TEXT", "This PDF has no text layer (it may be a scan). Run it through OCR "
+                                  "to add one, then upload it again.")
+        raise ExtractionError("NO_TEXT", "This file contains no extractable text.")
+    return result

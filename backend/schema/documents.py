@@ -1,0 +1,353 @@
+"""Documents and collections: types and thin resolvers over ``backend.documents.services``."""
+
+import enum
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+import strawberry_django
+from asgiref.sync import sync_to_async
+from strawberry import relay
+from strawberry.file_uploads import Upload
+from strawberry.scalars import JSON
+from strawberry_django.relay import DjangoListConnection
+
+from backend.core import events
+from backend.documents import services
+from backend.documents.models import Chunk, Collection, CollectionShare, Document, Role
+
+from .base import ScopedNode, decode_id
+from .context import Info
+
+DocumentStatus = strawberry.enum(Document.Status, name="DocumentStatus")
+FileType = strawberry.enum(enum.Enum("FileType", {t.upper(): t for t in Document.FileType.values}), name="FileType")
+CollectionRole = strawberry.enum(Role, name="CollectionRole")
+
+
+@strawberry.enum
+class ShareRole(enum.Enum):
+    VIEWER = "VIEWER"
+    EDITOR = "EDITOR"
+
+
+@strawberry.enum
+class DocumentOrder(enum.Enum):
+    NEWEST = "-created_at"
+    OLDEST = "created_at"
+    TITLE = "title"
+    TITLE_DESC = "-title"
+    LARGEST = "-size"
+
+
+@strawberry.type
+class PublicUser:
+    """Another user as a collaborator sees them."""
+
+    id: strawberry.ID
+    username: str
+    display_name: str
+
+
+def _public(user) -> PublicUser:
+    return PublicUser(id=strawberry.ID(str(user.pk)), username=user.username, display_name=user.display_name)
+
+
+@strawberry_django.type(CollectionShare, name="CollectionShare")
+class CollectionShareType:
+    role: ShareRole
+    created_at: datetime
+
+    @strawberry_django.field(only=["user__username", "user__display_name"], select_related=["user"])
+    def user(self, root: CollectionShare) -> PublicUser:
+        return _public(root.user)
+
+
+@strawberry_django.type(Chunk, name="Chunk")
+class ChunkType(ScopedNode):
+    position: int
+    text: str
+    page_start: int | None
+    page_end: int | None
+    char_start: int
+    char_end: int
+    token_count: int
+    section: str
+    embedding_model: str
+
+
+@strawberry_django.type(Document, name="Document")
+class DocumentType(ScopedNode):
+    title: str
+    original_name: str
+    size: int
+    sha256: str
+    page_count: int | None
+    word_count: int | None
+    tags: list[str]
+    metadata: JSON
+    status: DocumentStatus
+    stage: str
+    progress: int
+    error_code: str | None
+    error_message: str | None
+    chunk_count: int
+    created_at: datetime
+    updated_at: datetime
+    processed_at: datetime | None
+    collection: "CollectionType"
+    chunks: DjangoListConnection[ChunkType] = strawberry_django.connection()
+
+    @strawberry_django.field(only=["file_type"])
+    def file_type(self, root: Document) -> FileType:
+        return FileType(root.file_type)
+
+    @strawberry_django.field(only=["uid"], description="Authenticated download of the original file.")
+    def download_url(self, root: Document) -> str:
+        return f"/documents/{root.uid}/download"
+
+
+@strawberry_django.type(Collection, name="Collection")
+class CollectionType(ScopedNode):
+    name: str
+    description: str
+    is_default: bool
+    created_at: datetime
+    updated_at: datetime
+    documents: DjangoListConnection[DocumentType] = strawberry_django.connection()
+
+    @strawberry_django.field(only=["owner__username", "owner__display_name"], select_related=["owner"])
+    def owner(self, root: Collection) -> PublicUser:
+        return _public(root.owner)
+
+    @strawberry_django.field(prefetch_related=["shares"], description="Your role here: OWNER, EDITOR or VIEWER.")
+    def my_role(self, root: Collection, info: Info) -> CollectionRole:
+        return Role(root.role_of(info.context.get_user()))
+
+    @strawberry_django.field(prefetch_related=["shares__user"], description="Who it is shared with (owner only).")
+    def shares(self, root: Collection, info: Info) -> list[CollectionShareType]:
+        if root.owner_id != info.context.get_user().pk:
+            return []
+        return list(root.shares.all())
+
+
+@strawberry.type
+class UploadedDocument:
+    document: DocumentType
+    duplicate: bool
+    code: str | None = strawberry.field(description="DUPLICATE when this file was already in the collection.")
+
+
+@strawberry.type
+class UploadFailure:
+    file_name: str
+    code: str
+    message: str
+
+
+@strawberry.type
+class UploadBatch:
+    uploaded: list[UploadedDocument]
+    failed: list[UploadFailure]
+
+
+@strawberry.type
+class Deleted:
+    id: relay.GlobalID
+
+
+@strawberry.type
+class SearchHit:
+    score: float
+    text: str
+    page: int | None
+    chunk: ChunkType
+    document: DocumentType
+
+
+@strawberry.type
+class VectorStoreStats:
+    collection: CollectionType
+    vectors: int
+    dimension: int
+    model: str
+    bytes_on_disk: int
+    built_at: datetime | None
+    version: int
+    stale: bool
+
+
+@strawberry.input
+class SearchFiltersInput:
+    file_types: list[FileType] | None = None
+    tags: list[str] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    document_ids: list[relay.GlobalID] | None = None
+
+
+@strawberry.type
+class DocumentEvent:
+    document_id: relay.GlobalID
+    status: str
+    stage: str
+    progress: int
+    error_code: str | None
+    document: DocumentType | None
+
+
+def _stats(s) -> VectorStoreStats:
+    return VectorStoreStats(collection=s.collection, vectors=s.vectors, dimension=s.dimension, model=s.model,
+                            bytes_on_disk=s.bytes_on_disk, built_at=s.built_at, version=s.version, stale=s.stale)
+
+
+def _filters(value: SearchFiltersInput | None):
+    if value is None:
+        return None
+    return services.SearchFilters(
+        file_types=[f.value for f in value.file_types] if value.file_types else None,
+        tags=value.tags, created_after=value.created_after, created_before=value.created_before,
+        document_ids=[decode_id(d, "Document") for d in value.document_ids] if value.document_ids else None)
+
+
+def _collection_pk(value):
+    return decode_id(value, "Collection") if value is not None else None
+
+
+def _uploaded(result) -> UploadedDocument:
+    return UploadedDocument(document=result.document, duplicate=result.duplicate,
+                            code="DUPLICATE" if result.duplicate else None)
+
+
+@strawberry.type
+class Query:
+    @strawberry_django.connection(DjangoListConnection[DocumentType], description="Documents you may read.")
+    def documents(
+        self, info: Info, collection_id: relay.GlobalID | None = None, status: DocumentStatus | None = None,
+        file_type: FileType | None = None, tags: list[str] | None = None, created_after: datetime | None = None,
+        created_before: datetime | None = None, title_contains: str | None = None,
+        order_by: DocumentOrder = DocumentOrder.NEWEST,
+    ) -> list[DocumentType]:
+        info.context.get_user()
+        queryset = Document.objects.all()
+        if collection_id is not None:
+            queryset = queryset.filter(collection_id=_collection_pk(collection_id))
+        if status is not None:
+            queryset = queryset.filter(status=status.value)
+        if file_type is not None:
+            queryset = queryset.filter(file_type=file_type.value)
+        if created_after is not None:
+            queryset = queryset.filter(created_at__gte=created_after)
+        if created_before is not None:
+            queryset = queryset.filter(created_at__lt=created_before)
+        if title_contains:
+            queryset = queryset.filter(title__icontains=title_contains)
+        if tags:
+            wanted = {t.strip().lower() for t in tags}
+            ids = [pk for pk, doc_tags in queryset.values_list("pk", "tags") if wanted.issubset(set(doc_tags))]
+            queryset = queryset.filter(pk__in=ids)
+        return queryset.order_by(order_by.value, "-id")
+
+    @strawberry_django.connection(DjangoListConnection[CollectionType], description="Collections you may read.")
+    def collections(self, info: Info) -> list[CollectionType]:
+        services.default_collection(info.context.get_user())
+        return Collection.objects.all()
+
+    @strawberry_django.field
+    def search_documents(self, info: Info, query: str, collection_ids: list[relay.GlobalID] | None = None,
+                         k: int = 5, threshold: float = 0.0, filters: SearchFiltersInput | None = None,
+                         ) -> list[SearchHit]:
+        hits = services.search(info.context.get_user(), query,
+                               collection_ids=[_collection_pk(c) for c in collection_ids or []],
+                               k=k, threshold=threshold, filters=_filters(filters))
+        return [SearchHit(score=h.score, text=h.chunk.text, page=h.chunk.page_start, chunk=h.chunk,
+                          document=h.document) for h in hits]
+
+    @strawberry_django.field(description="Index figures for each collection you may read.")
+    def vector_store_stats(self, info: Info) -> list[VectorStoreStats]:
+        return [_stats(s) for s in services.vector_store_stats(info.context.get_user())]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry_django.mutation(description="Upload a PDF, DOCX, TXT or MD file; it is processed in the background.")
+    def upload_document(self, info: Info, file: Upload, collection_id: relay.GlobalID | None = None,
+                        tags: list[str] | None = None, title: str | None = None) -> UploadedDocument:
+        return _uploaded(services.upload_document(info.context.get_user(), file,
+                                                  collection_id=_collection_pk(collection_id), tags=tags, title=title))
+
+    @strawberry_django.mutation(description="Several files at once; each succeeds or fails on its own.")
+    def upload_documents(self, info: Info, files: list[Upload], collection_id: relay.GlobalID | None = None,
+                         tags: list[str] | None = None) -> UploadBatch:
+        from django.core.exceptions import ValidationError
+
+        user = info.context.get_user()
+        uploaded, failed = [], []
+        for upload in files:
+            try:
+                uploaded.append(_uploaded(services.upload_document(
+                    user, upload, collection_id=_collection_pk(collection_id), tags=tags)))
+            except ValidationError as exc:
+                error = next(iter(exc.error_dict.values()))[0] if hasattr(exc, "error_dict") else exc.error_list[0]
+                failed.append(UploadFailure(file_name=services.sanitize_filename(upload.name),
+                                            code=error.code or "INVALID", message=error.messages[0]))
+        return UploadBatch(uploaded=uploaded, failed=failed)
+
+    @strawberry_django.mutation
+    def update_document(self, info: Info, id: relay.GlobalID, title: str | None = None, tags: list[str] | None = None,
+                        collection_id: relay.GlobalID | None = None) -> DocumentType:
+        return services.update_document(info.context.get_user(), decode_id(id, "Document"), title=title, tags=tags,
+                                        collection_id=_collection_pk(collection_id))
+
+    @strawberry_django.mutation(description="Delete the document, its file and its vectors.")
+    def delete_document(self, info: Info, id: relay.GlobalID) -> DocumentType:
+        return services.delete_document(info.context.get_user(), decode_id(id, "Document"))
+
+    @strawberry_django.mutation
+    def create_collection(self, info: Info, name: str, description: str = "") -> CollectionType:
+        return services.create_collection(info.context.get_user(), name=name, description=description)
+
+    @strawberry_django.mutation
+    def update_collection(self, info: Info, id: relay.GlobalID, name: str | None = None,
+                          description: str | None = None) -> CollectionType:
+        return services.update_collection(info.context.get_user(), decode_id(id, "Collection"), name=name,
+                                          description=description)
+
+    @strawberry_django.mutation(description="Delete the collection with its documents, files and vectors.")
+    def delete_collection(self, info: Info, id: relay.GlobalID) -> Deleted:
+        services.delete_collection(info.context.get_user(), decode_id(id, "Collection"))
+        return Deleted(id=id)
+
+    @strawberry_django.mutation
+    def share_collection(self, info: Info, id: relay.GlobalID, email: str, role: ShareRole) -> CollectionType:
+        share = services.share_collection(info.context.get_user(), decode_id(id, "Collection"), email=email,
+                                          role=role.value)
+        return share.collection
+
+    @strawberry_django.mutation(description="Owner: remove someone's access. Member: leave the collection.")
+    def unshare_collection(self, info: Info, id: relay.GlobalID, user_id: strawberry.ID) -> CollectionType:
+        return services.unshare_collection(info.context.get_user(), decode_id(id, "Collection"), user_id=user_id)
+
+    @strawberry_django.mutation
+    def rebuild_index(self, info: Info, collection_id: relay.GlobalID) -> VectorStoreStats:
+        return _stats(services.rebuild_index(info.context.get_user(), _collection_pk(collection_id)))
+
+
+DOCUMENT_KINDS = {"DOCUMENT"}
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Status and progress of the documents of a collection you may read.")
+    async def document_events(self, info: Info, collection_id: relay.GlobalID) -> AsyncGenerator[DocumentEvent, None]:
+        user = info.context.get_user()
+        collection = await sync_to_async(services.get_collection)(user, _collection_pk(collection_id))
+        group = events.collection_group(collection.pk)
+        async with info.context.ws.listen_to_channel("app.event", groups=[group]) as messages:
+            async for message in messages:
+                if message.get("kind") not in DOCUMENT_KINDS:
+                    continue
+                document = await sync_to_async(Document.objects.filter(pk=message["document_id"]).first)()
+                yield DocumentEvent(
+                    document_id=relay.GlobalID("Document", str(message["document_id"])),
+                    status=message["status"], stage=message["stage"], progress=message["progress"],
+                    error_code=message["error_code"] or None, document=document)
