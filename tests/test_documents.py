@@ -367,3 +367,18 @@ def test_documents_connection_filters_and_orders(alice):
     assert info["hasNextPage"] is True
     rest = alice(f'query {{ documents(first: 2, after: "{info["endCursor"]}", orderBy: TITLE) {{ edges {{ node {{ title }} }} }} }}')
     assert titles(rest) == ["trains"]
+
+
+def test_parsing_has_a_time_limit(alice, settings):
+    # Far below the ~0.1 s that reading four LaTeX pages takes.
+    settings.DOCUMENT_PARSE_TIMEOUT = 0.001
+    doc = upload(alice, "four.pdf", (CORPUS / "pdf" / "pdflatex-4-pages.pdf").read_bytes())["document"]
+    wait()
+    result = node(alice, doc["id"])
+    assert (result["status"], result["errorCode"]) == ("FAILED", "TIMEOUT")
+    assert "took longer than 0.001 seconds" in result["errorMessage"]
+    # The worker process was replaced: the next file is read normally.
+    settings.DOCUMENT_PARSE_TIMEOUT = 60
+    other = upload(alice, "trains.txt", TRAINS_TXT)["document"]
+    wait()
+    assert node(alice, other["id"])["status"] == "READY"

@@ -4,7 +4,9 @@ The group lives in the channel layer from settings (in memory, or Redis so that 
 any process sees events published by any other process or worker).
 """
 
+import asyncio
 import logging
+import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -30,12 +32,30 @@ def collection_group(collection_id: int) -> str:
     return f"collection.{collection_id}"
 
 
+_server_loop: asyncio.AbstractEventLoop | None = None
+
+
+def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Remember the event loop that serves websockets (called as a socket connects).
+
+    The in-memory layer's queues belong to that loop; a background thread must hand its sends to
+    it instead of running them on a loop of its own, or the subscribers are never woken.
+    """
+    global _server_loop
+    _server_loop = loop
+
+
 def send_group_now(group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    message = {"type": "app.event", **event}
     try:
-        async_to_sync(layer.group_send)(group, {"type": "app.event", **event})
+        loop = _server_loop
+        if loop is not None and loop.is_running() and threading.get_ident() != getattr(loop, "_thread_id", None):
+            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=10)
+        else:
+            async_to_sync(layer.group_send)(group, message)
     except Exception:  # a broken layer must never break the operation that committed
         logger.exception("could not publish event %s", event.get("kind"))
 

@@ -176,7 +176,7 @@ def _remove_files(keys) -> None:
 
 
 def _event(document: Document) -> dict:
-    return {"kind": "DOCUMENT", "document_id": document.pk, "status": document.status, "stage": document.stage,
+    return {"kind": "DOCUMENT", "document_id": document.pk, "status": str(document.status), "stage": document.stage,
             "progress": document.progress, "error_code": document.error_code}
 
 

@@ -1,5 +1,7 @@
 """The HTTP view and the websocket consumer for ``/graphql/``, both building the same Context."""
 
+import asyncio
+
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils.decorators import method_decorator
@@ -9,6 +11,7 @@ from strawberry.django.views import AsyncGraphQLView
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET
 
+from backend.core import events
 from backend.core.auth import bearer_secret
 
 from .context import Context
@@ -48,6 +51,10 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
     ``connection_init`` payload ``{"authorization": "Bearer <token>"}``, which wins when given.
     A payload with a bad token closes the socket with 4403.
     """
+
+    async def connect(self) -> None:
+        events.bind_server_loop(asyncio.get_running_loop())
+        await super().connect()
 
     async def get_context(self, request, response) -> Context:
         return Context(request=request, ws=request, user=request.scope.get("user"))
