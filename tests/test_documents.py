@@ -247,6 +247,9 @@ def test_a_stranger_sees_nothing_even_by_guessing_global_ids(alice, bob):
                      )["data"]["node"]["chunks"]["edges"][0]["node"]["id"]
     for gid in (doc["id"], collection_id, chunk_id):
         assert bob("query($id: ID!) { node(id: $id) { id } }", {"id": gid})["data"]["node"] is None
+    assert bob("query($id: ID!) { document(id: $id) { title } }", {"id": doc["id"]})["data"]["document"] is None
+    assert bob("query($id: ID!) { collection(id: $id) { name } }", {"id": collection_id})["data"]["collection"] is None
+    assert alice("query($id: ID!) { document(id: $id) { title } }", {"id": doc["id"]})["data"]["document"] == {"title": "plants"}
     assert bob("query { documents { totalCount } }")["data"]["documents"]["totalCount"] == 0
     assert bob(SEARCH, {"q": "chlorophyll"})["data"]["searchDocuments"] == []
     assert error_codes(bob(SEARCH, {"q": "chlorophyll", "ids": [collection_id]})) == ["NOT_FOUND"]

@@ -220,6 +220,9 @@ def _uploaded(result) -> UploadedDocument:
 
 @strawberry.type
 class Query:
+    document: DocumentType | None = strawberry_django.node(description="A document you may read, or null.")
+    collection: CollectionType | None = strawberry_django.node(description="A collection you may read, or null.")
+
     @strawberry_django.connection(DjangoListConnection[DocumentType], description="Documents you may read.")
     def documents(
         self, info: Info, collection_id: relay.GlobalID | None = None, status: DocumentStatus | None = None,
