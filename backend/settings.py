@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "backend.core",
     "backend.users",
     "backend.documents",
+    "backend.chats",
 ]
 
 MIDDLEWARE = [
@@ -225,6 +226,16 @@ CHUNK_SIZE = env_int("CHUNK_SIZE", 1000)
 CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 64)
 INDEX_DIR = env("INDEX_DIR", "")  # default: DATA_DIR/indexes
+
+# --- Models and providers -------------------------------------------------------------------
+OPENAI_API_KEY = env("OPENAI_API_KEY")
+OPENAI_BASE_URL = env("OPENAI_BASE_URL")  # an OpenAI-compatible server (Ollama, vLLM, ...)
+CLOUDFLARE_ACCOUNT_ID = env("CLOUDFLARE_ACCOUNT_ID")
+CLOUDFLARE_API_TOKEN = env("CLOUDFLARE_API_TOKEN")
+CLOUDFLARE_API_BASE_URL = env("CLOUDFLARE_API_BASE_URL")
+# Who writes RAG answers: "extractive" (offline, no key) or one of llama-3, gpt-3.5-turbo, gpt-4.
+RAG_GENERATOR = env("RAG_GENERATOR", "extractive")
+RAG_NO_ANSWER_TEXT = env("RAG_NO_ANSWER_TEXT", "I could not find anything about this in your documents.")
 
 # --- GraphQL ----------------------------------------------------------------------------------
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 12)

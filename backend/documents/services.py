@@ -348,9 +348,66 @@ def _filter_documents(queryset, filters: SearchFilters | None):
     return queryset
 
 
+STRATEGIES = ("dense", "bm25", "hybrid", "multi_query")
+_bm25_cache: dict[tuple[int, int], object] = {}
+
+
+def _bm25(collection: Collection):
+    """A BM25 index of the collection's ready chunks, cached per index version."""
+    from backend.rag.pipeline import BM25
+
+    version = Collection.objects.values_list("index_version", flat=True).get(pk=collection.pk)
+    key = (collection.pk, version)
+    index = _bm25_cache.get(key)
+    if index is None:
+        docs = list(Chunk.objects.filter(collection=collection, document__status=Document.Status.READY)
+                    .values_list("pk", "text"))
+        index = BM25(docs)
+        for old in [k for k in _bm25_cache if k[0] == collection.pk]:
+            _bm25_cache.pop(old, None)
+        if len(_bm25_cache) > 64:
+            _bm25_cache.pop(next(iter(_bm25_cache)))
+        _bm25_cache[key] = index
+    return index
+
+
+def _ranked(collections, query, query_vector, strategy, fetch) -> list[int]:
+    from backend.rag.embeddings import get_embedder
+    from backend.rag.pipeline import query_variants, reciprocal_rank_fusion
+
+    def dense(vector):
+        found = [hit for c in collections for hit in vectors.search(c, vector, fetch)]
+        return sorted(found, key=lambda item: -item[1])
+
+    def keyword():
+        found = [hit for c in collections for hit in _bm25(c).search(query, fetch)]
+        return sorted(found, key=lambda item: -item[1])
+
+    if strategy == "dense":
+        ranking = dense(query_vector)
+    elif strategy == "bm25":
+        ranking = keyword()
+    elif strategy == "hybrid":
+        ranking = reciprocal_rank_fusion([dense(query_vector), keyword()])
+    else:
+        variants = query_variants(query)[1:]
+        extra = get_embedder().embed_documents(variants) if variants else []
+        ranking = reciprocal_rank_fusion([dense(query_vector)] + [dense(v) for v in extra])
+    return [cid for cid, _ in ranking]
+
+
 def search(user, query: str, *, collection_ids=None, k: int = 5, threshold: float = 0.0,
-           filters: SearchFilters | None = None) -> list[Hit]:
-    """Passages by meaning from the collections ``user`` may read, best first."""
+           filters: SearchFilters | None = None, strategy: str = "dense") -> list[Hit]:
+    """Passages from the collections ``user`` may read, best first.
+
+    ``strategy``: dense (FAISS), bm25 (keywords), hybrid (both, fused by reciprocal rank) or
+    multi_query (several phrasings, fused). Every hit's score is its cosine similarity to the
+    query, and ``threshold`` applies to it whatever the strategy.
+    """
+    import numpy as np
+
+    from backend.rag.embeddings import from_bytes, get_embedder
+
     _require(user)
     query = (query or "").strip()
     if not query:
@@ -361,35 +418,31 @@ def search(user, query: str, *, collection_ids=None, k: int = 5, threshold: floa
         raise ValidationError({"k": ValidationError("Between 1 and 100.", code="OUT_OF_RANGE")})
     if not -1.0 <= threshold <= 1.0:
         raise ValidationError({"threshold": ValidationError("Between -1 and 1.", code="OUT_OF_RANGE")})
-    collections = Collection.objects.visible_to(user)
+    if strategy not in STRATEGIES:
+        raise ValidationError({"strategy": ValidationError(f"One of {', '.join(STRATEGIES)}.", code="INVALID_CHOICE")})
+    collections = list(Collection.objects.visible_to(user))
     if collection_ids:
         wanted = {str(c) for c in collection_ids}
         collections = [c for c in collections if str(c.pk) in wanted]
         if len(collections) != len(wanted):
             raise NotFound("No such collection.")
-    else:
-        collections = list(collections)
     documents = _filter_documents(Document.objects.filter(collection__in=collections,
                                                          status=Document.Status.READY), filters)
     tag_filter = set(t.lower() for t in (filters.tags or [])) if filters else set()
 
-    from backend.rag.embeddings import get_embedder
-
     query_vector = get_embedder().embed_query(query)
-    fetch = k * 4 if filters else k
-    candidates: list[tuple[int, float]] = []
-    for collection in collections:
-        candidates.extend(vectors.search(collection, query_vector, fetch))
-    candidates = [(cid, score) for cid, score in candidates if score >= threshold]
-    candidates.sort(key=lambda item: -item[1])
-    chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=[cid for cid, _ in candidates],
-                                                    document__in=documents).select_related("document")}
+    fetch = max(k * 4, 20) if (filters or strategy != "dense") else k
+    ranked = _ranked(collections, query, query_vector, strategy, fetch)
+    chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=ranked, document__in=documents).select_related("document")}
     hits = []
-    for cid, score in candidates:
+    for cid in ranked:
         chunk = chunks.get(cid)
         if chunk is None:
             continue
         if tag_filter and not tag_filter.issubset(set(chunk.document.tags)):
+            continue
+        score = float(np.dot(from_bytes(bytes(chunk.vector)), query_vector))
+        if score < threshold:
             continue
         hits.append(Hit(chunk, score))
         if len(hits) == k:

@@ -5,6 +5,7 @@ node lookups (global IDs included) with the model's ``visible_q(user)``, the sam
 services apply through ``Model.objects.visible_to(user)``. No resolver filters by owner by hand.
 """
 
+import strawberry
 from strawberry import relay
 
 from backend.core.scoping import scope
@@ -31,3 +32,8 @@ def decode_id(global_id, expected_type: str | None = None):
     if expected_type and gid.type_name != expected_type:
         raise NotFound()
     return gid.node_id
+
+
+@strawberry.type(description="The object that was deleted.")
+class Deleted:
+    id: relay.GlobalID

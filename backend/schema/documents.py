@@ -16,7 +16,7 @@ from backend.core import events
 from backend.documents import services
 from backend.documents.models import Chunk, Collection, CollectionShare, Document, Role
 
-from .base import ScopedNode, decode_id
+from .base import Deleted, ScopedNode, decode_id
 from .context import Info
 
 DocumentStatus = strawberry.enum(Document.Status, name="DocumentStatus")
@@ -28,6 +28,14 @@ CollectionRole = strawberry.enum(Role, name="CollectionRole")
 class ShareRole(enum.Enum):
     VIEWER = "VIEWER"
     EDITOR = "EDITOR"
+
+
+@strawberry.enum(description="dense: FAISS; BM25: keywords; HYBRID: both, fused by rank; MULTI_QUERY: rephrasings, fused.")
+class RetrievalStrategy(enum.Enum):
+    DENSE = "dense"
+    BM25 = "bm25"
+    HYBRID = "hybrid"
+    MULTI_QUERY = "multi_query"
 
 
 @strawberry.enum
@@ -151,11 +159,6 @@ class UploadBatch:
 
 
 @strawberry.type
-class Deleted:
-    id: relay.GlobalID
-
-
-@strawberry.type
 class SearchHit:
     score: float
     text: str
@@ -258,10 +261,10 @@ class Query:
     @strawberry_django.field
     def search_documents(self, info: Info, query: str, collection_ids: list[relay.GlobalID] | None = None,
                          k: int = 5, threshold: float = 0.0, filters: SearchFiltersInput | None = None,
-                         ) -> list[SearchHit]:
+                         strategy: RetrievalStrategy = RetrievalStrategy.DENSE) -> list[SearchHit]:
         hits = services.search(info.context.get_user(), query,
                                collection_ids=[_collection_pk(c) for c in collection_ids or []],
-                               k=k, threshold=threshold, filters=_filters(filters))
+                               k=k, threshold=threshold, filters=_filters(filters), strategy=strategy.value)
         return [SearchHit(score=h.score, text=h.chunk.text, page=h.chunk.page_start, chunk=h.chunk,
                           document=h.document) for h in hits]
 

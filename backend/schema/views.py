@@ -52,9 +52,16 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
     A payload with a bad token closes the socket with 4403.
     """
 
+    disconnected = False
+
     async def connect(self) -> None:
         events.bind_server_loop(asyncio.get_running_loop())
         await super().connect()
+
+    async def disconnect(self, code) -> None:
+        # Tells a running stream that its client went away (INTERRUPTED), not that it asked to stop.
+        self.disconnected = True
+        await super().disconnect(code)
 
     async def get_context(self, request, response) -> Context:
         return Context(request=request, ws=request, user=request.scope.get("user"))

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ChatsConfig(AppConfig):
+    name = "backend.chats"
+    label = "chats"
+
+    def ready(self):
+        from . import services  # noqa: F401  registers the chats part of data export

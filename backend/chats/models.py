@@ -1,0 +1,115 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from backend.core.scoping import ScopedQuerySet
+
+
+class Chat(models.Model):
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chats")
+    title = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=40)
+    settings = models.JSONField(default=dict, blank=True)  # temperature, max_tokens, system_prompt, top_p, rag
+    pinned = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-pinned", "-updated_at", "-id"]
+
+    @classmethod
+    def visible_q(cls, user):
+        return Q(owner=user)
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+        SYSTEM = "system"
+
+    class Status(models.TextChoices):
+        STREAMING = "STREAMING"
+        COMPLETE = "COMPLETE"
+        CANCELLED = "CANCELLED"
+        INTERRUPTED = "INTERRUPTED"
+        FAILED = "FAILED"
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.TextField(blank=True)
+    model = models.CharField(max_length=40, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETE)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    sources = models.JSONField(default=list, blank=True)
+    retrieval = models.JSONField(null=True, blank=True)
+    groundedness = models.FloatField(null=True, blank=True)
+    unsupported_sentences = models.JSONField(default=list, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    rating = models.SmallIntegerField(null=True, blank=True)  # 1 up, -1 down
+    feedback_comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    @classmethod
+    def visible_q(cls, user):
+        return Q(chat__owner=user)
+
+
+class AiPreset(models.Model):
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ai_presets")
+    name = models.CharField(max_length=100)
+    model = models.CharField(max_length=40)
+    temperature = models.FloatField(default=0.7)
+    top_p = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(default=1024)
+    system_prompt = models.TextField(blank=True, max_length=4000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="one_preset_name_per_user")]
+
+    @classmethod
+    def visible_q(cls, user):
+        return Q(owner=user)
+
+
+class ProviderKey(models.Model):
+    """A user's own API key for a provider, encrypted at rest; write-only through the API."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_keys")
+    provider = models.CharField(max_length=20, choices=[("openai", "OpenAI"), ("cloudflare", "Cloudflare")])
+    secret = models.BinaryField()
+    account_id = models.CharField(max_length=100, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "provider"], name="one_key_per_provider")]
+
+    @classmethod
+    def visible_q(cls, user):
+        return Q(owner=user)

@@ -1,0 +1,177 @@
+"""RAG building blocks: query rewriting, BM25, rank fusion, the prompt, groundedness.
+
+Plain functions over plain data; the chats service feeds them from the database.
+"""
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from .providers import ChatMessage, content_words, split_sentences
+
+# --- query rewriting ------------------------------------------------------------------------
+
+FOLLOW_UP = re.compile(r"\b(it|its|they|them|their|this|that|these|those|he|she|him|her|there|the same|"
+                       r"what about|and|also|more)\b", re.IGNORECASE)
+
+
+def rewrite_follow_up(question: str, history: list[ChatMessage]) -> str:
+    """A standalone query: a short or pronoun-led follow-up borrows the previous question's terms."""
+    previous = next((m.content for m in reversed(history) if m.role == "user"), None)
+    if not previous:
+        return question
+    words = question.split()
+    if len(words) > 12 and not FOLLOW_UP.match(question.strip()):
+        return question
+    if not FOLLOW_UP.search(question) and len(words) > 4:
+        return question
+    missing = [w for w in content_words(previous) if w not in content_words(question)]
+    if not missing:
+        return question
+    return f"{question} ({' '.join(sorted(missing))})"
+
+
+def query_variants(query: str) -> list[str]:
+    """Phrasings for multi-query retrieval, made without a model."""
+    words = content_words(query)
+    variants = [query]
+    if words:
+        variants.append(" ".join(sorted(words)))
+    stripped = re.sub(r"^(what|how|why|when|where|who|which|is|are|does|do|can)\b\s*", "", query.strip(),
+                      flags=re.IGNORECASE).rstrip("?")
+    if stripped and stripped not in variants:
+        variants.append(stripped)
+    return variants
+
+
+# --- BM25 -----------------------------------------------------------------------------------
+
+TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ingly", "edly", "ing", "ed", "ies", "es", "s", "ly"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return word
+
+
+def bm25_tokens(text: str) -> list[str]:
+    from .providers import STOP
+
+    return [_stem(w) for w in TOKEN.findall(text.lower()) if w not in STOP]
+
+
+class BM25:
+    """Okapi BM25 over a fixed list of (id, text)."""
+
+    def __init__(self, docs: list[tuple[int, str]], k1: float = 1.2, b: float = 0.75):
+        self.ids = [i for i, _ in docs]
+        self.k1, self.b = k1, b
+        self.tfs = [Counter(bm25_tokens(t)) for _, t in docs]
+        self.lengths = [sum(tf.values()) for tf in self.tfs]
+        self.avg = (sum(self.lengths) / len(self.lengths)) if self.lengths else 0.0
+        df = Counter()
+        for tf in self.tfs:
+            df.update(tf.keys())
+        n = len(docs)
+        self.idf = {term: math.log(1 + (n - f + 0.5) / (f + 0.5)) for term, f in df.items()}
+        self.postings: dict[str, list[int]] = {}
+        for index, tf in enumerate(self.tfs):
+            for term in tf:
+                self.postings.setdefault(term, []).append(index)
+
+    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+        scores: dict[int, float] = {}
+        for term in set(bm25_tokens(query)):
+            idf = self.idf.get(term)
+            if idf is None:
+                continue
+            for index in self.postings[term]:
+                tf = self.tfs[index][term]
+                norm = tf * (self.k1 + 1) / (tf + self.k1 * (1 - self.b + self.b * self.lengths[index] / (self.avg or 1)))
+                scores[index] = scores.get(index, 0.0) + idf * norm
+        best = sorted(scores.items(), key=lambda item: -item[1])[:k]
+        return [(self.ids[i], s) for i, s in best]
+
+
+def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int = 60) -> list[tuple[int, float]]:
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (item, _) in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(fused.items(), key=lambda item: -item[1])
+
+
+# --- prompt ---------------------------------------------------------------------------------
+
+SYSTEM_TEMPLATE = (
+    "You are a helpful assistant answering from the user's own documents.\n"
+    "Base your answer only on the context below. If the context does not contain the answer, say so "
+    "plainly instead of guessing. Cite the passages you use as [n], with n the passage number.\n\n"
+    "Context:\n{context}"
+)
+
+
+@dataclass
+class Passage:
+    number: int
+    text: str
+    title: str
+    page: int | None
+
+
+def format_context(passages: list[Passage], include_metadata: bool = True) -> str:
+    blocks = []
+    for p in passages:
+        head = f"[{p.number}]"
+        if include_metadata:
+            head += f" {p.title}" + (f", page {p.page}" if p.page else "")
+        blocks.append(f"{head}\n{p.text}")
+    return "\n\n".join(blocks)
+
+
+def build_rag_messages(question: str, history: list[ChatMessage], passages: list[Passage], *,
+                       system_prompt: str = "", include_metadata: bool = True) -> list[ChatMessage]:
+    system = SYSTEM_TEMPLATE.format(context=format_context(passages, include_metadata))
+    if system_prompt:
+        system = system_prompt.strip() + "\n\n" + system
+    return [ChatMessage("system", system), *history, ChatMessage("user", question)]
+
+
+def fit_budget(passages: list[Passage], budget_tokens: int) -> list[Passage]:
+    """Keep the best passages whose words fit the context window budget."""
+    kept, used = [], 0
+    for p in passages:
+        cost = len(p.text.split()) * 4 // 3 + 8
+        if kept and used + cost > budget_tokens:
+            break
+        kept.append(p)
+        used += cost
+    return kept
+
+
+# --- groundedness ---------------------------------------------------------------------------
+
+CITATION = re.compile(r"\[(\d+)\]")
+NOTE = re.compile(r"^\(Extractive answer:.*\)$")
+
+
+def groundedness(answer: str, passages: dict[int, str], min_overlap: float = 0.5) -> tuple[float, list[str]]:
+    """Share of the answer's sentences supported by the passages they cite, and those that are not.
+
+    A sentence is supported when it cites at least one passage and at least ``min_overlap`` of its
+    content words appear in the cited passages.
+    """
+    sentences = [s for s in split_sentences(answer) if not NOTE.match(s) and content_words(CITATION.sub("", s))]
+    if not sentences:
+        return 0.0, []
+    unsupported = []
+    for sentence in sentences:
+        cited = [int(n) for n in CITATION.findall(sentence) if int(n) in passages]
+        words = content_words(CITATION.sub("", sentence))
+        source = set().union(*(content_words(passages[n]) for n in cited)) if cited else set()
+        if not cited or len(words & source) / len(words) < min_overlap:
+            unsupported.append(CITATION.sub("", sentence).strip())
+    return (len(sentences) - len(unsupported)) / len(sentences), unsupported

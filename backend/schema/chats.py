@@ -1,0 +1,368 @@
+"""Chats, messages, models, presets, provider keys and the chatStream subscription."""
+
+import enum
+from typing import Annotated
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+import strawberry_django
+from asgiref.sync import sync_to_async
+from django.db.models import Q
+from strawberry import relay
+from strawberry.scalars import JSON
+from strawberry_django.relay import DjangoListConnection
+
+from backend.chats import services
+from backend.chats.models import AiPreset, Chat, Message
+
+from .base import Deleted, ScopedNode, decode_id
+from .context import Info
+from .documents import RetrievalStrategy
+from .users import input_to_patch
+
+MessageStatus = strawberry.enum(Message.Status, name="MessageStatus")
+
+
+@strawberry.enum
+class MessageRole(enum.Enum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+
+
+@strawberry.enum
+class ExportFormat(enum.Enum):
+    JSON = "json"
+    MARKDOWN = "markdown"
+
+
+@strawberry.enum
+class Provider(enum.Enum):
+    OPENAI = "openai"
+    CLOUDFLARE = "cloudflare"
+
+
+@strawberry.type
+class Model:
+    id: str
+    name: str
+    provider: str
+    description: str
+    max_tokens: int
+    uses_documents: bool
+    available: bool
+    unavailable_reason: str | None
+
+
+@strawberry.type
+class Citation:
+    number: int
+    document_id: relay.GlobalID
+    title: str
+    page: int | None
+    chunk_id: relay.GlobalID
+    chunk_position: int
+    snippet: str
+    score: float
+
+    @classmethod
+    def from_dict(cls, s: dict) -> "Citation":
+        return cls(number=s["number"], document_id=relay.GlobalID("Document", str(s["document_id"])),
+                   title=s["title"], page=s.get("page"), chunk_id=relay.GlobalID("Chunk", str(s["chunk_id"])),
+                   chunk_position=s["chunk_position"], snippet=s["snippet"], score=s["score"])
+
+
+@strawberry_django.type(Message, name="Message")
+class MessageType(ScopedNode):
+    role: MessageRole
+    content: str
+    model: str
+    status: MessageStatus
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: int | None
+    first_token_ms: int | None
+    error_code: str | None
+    error_message: str | None
+    groundedness: float | None = strawberry_django.field(
+        description="Share of the answer's sentences supported by the passages they cite.")
+    unsupported_sentences: list[str]
+    retrieval: JSON | None = strawberry_django.field(description="Query, strategy, settings and scored passages.")
+    rating: int | None
+    feedback_comment: str
+    created_at: datetime
+
+    @strawberry_django.field(only=["sources"])
+    def sources(self, root: Message) -> list[Citation]:
+        return [Citation.from_dict(s) for s in root.sources or []]
+
+
+@strawberry_django.type(Chat, name="Chat")
+class ChatType(ScopedNode):
+    title: str
+    model: str
+    settings: JSON
+    pinned: bool
+    archived: bool
+    created_at: datetime
+    updated_at: datetime
+    messages: DjangoListConnection[MessageType] = strawberry_django.connection()
+
+
+@strawberry_django.type(AiPreset, name="AiPreset")
+class AiPresetType(ScopedNode):
+    name: str
+    model: str
+    temperature: float
+    top_p: float | None
+    max_tokens: int
+    system_prompt: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@strawberry.input
+class RagSettingsInput:
+    strategy: RetrievalStrategy | None = strawberry.UNSET
+    k: int | None = strawberry.UNSET
+    threshold: float | None = strawberry.UNSET
+    context_budget: int | None = strawberry.UNSET
+    include_metadata: bool | None = strawberry.UNSET
+    collection_ids: list[relay.GlobalID] | None = strawberry.UNSET
+    file_types: list[str] | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+
+
+@strawberry.input
+class ChatParametersInput:
+    temperature: float | None = strawberry.UNSET
+    top_p: float | None = strawberry.UNSET
+    max_tokens: int | None = strawberry.UNSET
+    system_prompt: str | None = strawberry.UNSET
+    rag: RagSettingsInput | None = strawberry.UNSET
+
+
+def parameters_dict(value: ChatParametersInput | None) -> dict:
+    if value is None:
+        return {}
+    patch = input_to_patch(value)
+    rag = patch.get("rag")
+    if rag:
+        if rag.get("collection_ids"):
+            rag["collection_ids"] = [str(decode_id(c, "Collection")) for c in rag["collection_ids"]]
+        filters = {k: rag.pop(k) for k in ("file_types", "tags") if k in rag}
+        if filters:
+            rag["filters"] = {k: v for k, v in filters.items() if v}
+    return patch
+
+
+@strawberry.type
+class ImportedChats:
+    created: int
+
+
+@strawberry.type
+class ProviderKeyStatus:
+    provider: Provider
+    is_set: bool
+
+
+@strawberry.type
+class ModelUsage:
+    model: str
+    messages: int
+    prompt_tokens: int
+    completion_tokens: int
+    average_latency_ms: float | None
+    average_first_token_ms: float | None
+
+
+@strawberry.type
+class UsageStats:
+    models: list[ModelUsage]
+    rag_questions: int
+    retrieval_found_nothing: int
+    ratings_up: int
+    ratings_down: int
+
+
+# --- stream events --------------------------------------------------------------------------
+
+@strawberry.type
+class StreamStarted:
+    user_message: MessageType
+    message_id: relay.GlobalID = strawberry.field(description="The answer being written; cancel it by this id.")
+
+
+@strawberry.type
+class TokenDelta:
+    delta: str
+
+
+@strawberry.type
+class StreamSources:
+    sources: list[Citation]
+
+
+@strawberry.type
+class StreamDone:
+    message: MessageType
+
+
+@strawberry.type
+class StreamFailed:
+    code: str
+    message: str
+    answer: MessageType | None
+
+
+ChatStreamEvent = Annotated[StreamStarted | TokenDelta | StreamSources | StreamDone | StreamFailed,
+                            strawberry.union("ChatStreamEvent")]
+
+
+def _chat_pk(value):
+    return decode_id(value, "Chat")
+
+
+def _message_pk(value):
+    return decode_id(value, "Message")
+
+
+@strawberry.type
+class Query:
+    chat: ChatType | None = strawberry_django.node(description="A chat of yours, or null.")
+
+    @strawberry_django.field(description="The four models, and whether each is available here.")
+    def models(self, info: Info) -> list[Model]:
+        return [Model(id=m.id, name=m.name, provider=m.provider, description=m.description, max_tokens=m.max_tokens,
+                      uses_documents=m.uses_documents, available=ok, unavailable_reason=reason)
+                for m, ok, reason in services.models_for(info.context.get_user(required=False))]
+
+    @strawberry_django.connection(DjangoListConnection[ChatType], description="Your chats, pinned first.")
+    def chats(self, info: Info, search: str | None = None, archived: bool | None = False) -> list[ChatType]:
+        info.context.get_user()
+        queryset = Chat.objects.all()
+        if archived is not None:
+            queryset = queryset.filter(archived=archived)
+        if search:
+            matching = Message.objects.filter(content__icontains=search).values("chat_id")
+            queryset = queryset.filter(Q(title__icontains=search) | Q(pk__in=matching))
+        return queryset.order_by("-pinned", "-updated_at", "-id")
+
+    @strawberry_django.connection(DjangoListConnection[AiPresetType], description="Your AI parameter presets.")
+    def ai_presets(self, info: Info) -> list[AiPresetType]:
+        info.context.get_user()
+        return AiPreset.objects.all()
+
+    @strawberry_django.field
+    def export_chat(self, info: Info, id: relay.GlobalID, format: ExportFormat = ExportFormat.JSON) -> str:
+        return services.export_chat(info.context.get_user(), _chat_pk(id), format.value)
+
+    @strawberry_django.field(description="Which provider keys of your own are stored (never the keys).")
+    def provider_keys(self, info: Info) -> list[ProviderKeyStatus]:
+        from backend.chats.models import ProviderKey
+
+        user = info.context.get_user()
+        have = set(ProviderKey.objects.visible_to(user).values_list("provider", flat=True))
+        return [ProviderKeyStatus(provider=p, is_set=p.value in have) for p in Provider]
+
+    @strawberry_django.field
+    def usage_stats(self, info: Info) -> UsageStats:
+        from backend.chats.analytics import usage
+
+        data = usage(info.context.get_user())
+        return UsageStats(models=[ModelUsage(**m) for m in data["models"]], rag_questions=data["rag_questions"],
+                          retrieval_found_nothing=data["retrieval_found_nothing"], ratings_up=data["ratings_up"],
+                          ratings_down=data["ratings_down"])
+
+
+@strawberry.type
+class Mutation:
+    @strawberry_django.mutation
+    def create_chat(self, info: Info, title: str = "", model: str | None = None,
+                    parameters: ChatParametersInput | None = None, preset_id: relay.GlobalID | None = None) -> ChatType:
+        return services.create_chat(info.context.get_user(), title=title, model=model,
+                                    settings_=parameters_dict(parameters),
+                                    preset_id=decode_id(preset_id, "AiPreset") if preset_id else None)
+
+    @strawberry_django.mutation
+    def update_chat(self, info: Info, id: relay.GlobalID, title: str | None = None, model: str | None = None,
+                    parameters: ChatParametersInput | None = None, pinned: bool | None = None,
+                    archived: bool | None = None) -> ChatType:
+        return services.update_chat(info.context.get_user(), _chat_pk(id), title=title, model=model,
+                                    settings_=parameters_dict(parameters) if parameters else None,
+                                    pinned=pinned, archived=archived)
+
+    @strawberry_django.mutation
+    def delete_chat(self, info: Info, id: relay.GlobalID) -> Deleted:
+        services.delete_chat(info.context.get_user(), _chat_pk(id))
+        return Deleted(id=id)
+
+    @strawberry_django.mutation(description="Chats from exportChat(format: JSON): one or a list; repeats are skipped.")
+    def import_chats(self, info: Info, data: JSON) -> ImportedChats:
+        return ImportedChats(created=services.import_chats(info.context.get_user(), data))
+
+    @strawberry_django.mutation
+    def rate_message(self, info: Info, id: relay.GlobalID, rating: int | None, comment: str = "") -> MessageType:
+        return services.rate_message(info.context.get_user(), _message_pk(id), rating=rating, comment=comment)
+
+    @strawberry_django.mutation(description="Stop an answer being written; it is kept, marked CANCELLED.")
+    def cancel_generation(self, info: Info, message_id: relay.GlobalID) -> MessageType:
+        return services.request_cancel(info.context.get_user(), _message_pk(message_id))
+
+    @strawberry_django.mutation(description="Answer the question again (not streamed); the old answer is replaced.")
+    def regenerate_message(self, info: Info, id: relay.GlobalID) -> MessageType:
+        return services.regenerate(info.context.get_user(), _message_pk(id))
+
+    @strawberry_django.mutation
+    def create_ai_preset(self, info: Info, name: str, model: str, temperature: float = 0.7, top_p: float | None = None,
+                         max_tokens: int = 1024, system_prompt: str = "") -> AiPresetType:
+        return services.create_preset(info.context.get_user(), name=name, model=model, temperature=temperature,
+                                      top_p=top_p, max_tokens=max_tokens, system_prompt=system_prompt)
+
+    @strawberry_django.mutation
+    def update_ai_preset(self, info: Info, id: relay.GlobalID, name: str | None = None, model: str | None = None,
+                         temperature: float | None = None, top_p: float | None = None, max_tokens: int | None = None,
+                         system_prompt: str | None = None) -> AiPresetType:
+        return services.update_preset(info.context.get_user(), decode_id(id, "AiPreset"), name=name, model=model,
+                                      temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                      system_prompt=system_prompt)
+
+    @strawberry_django.mutation
+    def delete_ai_preset(self, info: Info, id: relay.GlobalID) -> Deleted:
+        services.delete_preset(info.context.get_user(), decode_id(id, "AiPreset"))
+        return Deleted(id=id)
+
+    @strawberry_django.mutation(description="Store your own key for a provider (encrypted; never shown again).")
+    def set_provider_key(self, info: Info, provider: Provider, api_key: str, account_id: str = "") -> ProviderKeyStatus:
+        services.set_provider_key(info.context.get_user(), provider=provider.value, api_key=api_key,
+                                  account_id=account_id)
+        return ProviderKeyStatus(provider=provider, is_set=True)
+
+    @strawberry_django.mutation
+    def clear_provider_key(self, info: Info, provider: Provider) -> ProviderKeyStatus:
+        services.clear_provider_key(info.context.get_user(), provider=provider.value)
+        return ProviderKeyStatus(provider=provider, is_set=False)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Send a message and follow the answer: started, tokens, sources, done.")
+    async def chat_stream(self, info: Info, chat_id: relay.GlobalID, content: str, model: str | None = None,
+                          parameters: ChatParametersInput | None = None) -> AsyncGenerator[ChatStreamEvent, None]:
+        user = info.context.get_user()
+        turn = await sync_to_async(services.start_turn)(user, _chat_pk(chat_id), content, model=model,
+                                                        parameters=parameters_dict(parameters))
+        yield StreamStarted(user_message=turn.user_message,
+                            message_id=relay.GlobalID("Message", str(turn.answer.pk)))
+        ws = info.context.ws
+        async for event in services.stream_turn(turn, interrupted=lambda: getattr(ws, "disconnected", False)):
+            if isinstance(event, services.Token):
+                yield TokenDelta(delta=event.delta)
+            elif isinstance(event, services.Sources):
+                yield StreamSources(sources=[Citation.from_dict(s) for s in event.sources])
+            elif isinstance(event, services.Done):
+                yield StreamDone(message=event.message)
+            elif isinstance(event, services.Failed):
+                yield StreamFailed(code=event.code, message=event.message, answer=event.answer)
