@@ -153,8 +153,13 @@ STOP = set("a an and are as at be by for from has have how i in is it its of on 
            "those they them their our we me my not no yes".split())
 
 
+CITATION_AFTER_STOP = re.compile(r"([.!?])((?:\s*\[\d+\])+)")
+
+
 def split_sentences(text: str) -> list[str]:
+    """Sentences, each keeping the citation marks written after its full stop ("... sugar. [1]")."""
     text = re.sub(r"\s+", " ", text).strip()
+    text = CITATION_AFTER_STOP.sub(lambda m: m.group(2).rstrip() + m.group(1), text)
     return [s.strip() for s in SENTENCE_RE.split(text) if len(s.strip()) > 2]
 
 

@@ -212,8 +212,8 @@ class StreamDone:
 
 @strawberry.type
 class StreamFailed:
-    code: str
-    message: str
+    code: str = strawberry.field(description="PROVIDER_UNAVAILABLE, RATE_LIMITED, CONTEXT_TOO_LONG, ...")
+    error_message: str
     answer: MessageType | None
 
 
@@ -365,4 +365,4 @@ class Subscription:
             elif isinstance(event, services.Done):
                 yield StreamDone(message=event.message)
             elif isinstance(event, services.Failed):
-                yield StreamFailed(code=event.code, message=event.message, answer=event.answer)
+                yield StreamFailed(code=event.code, error_message=event.message, answer=event.answer)

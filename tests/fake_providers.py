@@ -1,0 +1,104 @@
+"""Local servers on 127.0.0.1 that speak the providers' real streaming wire protocols.
+
+- OpenAI chat completions with ``stream: true``: server-sent events of ``chat.completion.chunk``
+  objects, then ``data: [DONE]``; errors as OpenAI's JSON error bodies with their status codes.
+- Cloudflare Workers AI ``/accounts/{id}/ai/run/{model}`` with ``stream: true``: events of
+  ``{"response": "..."}``, then ``data: [DONE]``.
+"""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeProvider:
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.tokens = ["Hello", " from", " the", " model", "."]
+        self.delay = 0.0
+        self.mode = "ok"  # ok | rate_limit | context | down
+        self.disconnected = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                server.requests.append({"path": self.path, "body": body,
+                                        "authorization": self.headers.get("Authorization")})
+                if "/ai/run/" in self.path:
+                    server._cloudflare(self, body)
+                else:
+                    server._openai(self, body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # --- protocol helpers -------------------------------------------------------------------
+
+    def _error(self, handler, status, body):
+        data = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _sse(self, handler, events):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        try:
+            for event in events:
+                handler.wfile.write(f"data: {event}\n\n".encode())
+                handler.wfile.flush()
+                if self.delay:
+                    time.sleep(self.delay)
+            handler.wfile.write(b"data: [DONE]\n\n")
+            handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.disconnected.set()
+        handler.close_connection = True
+
+    def _openai(self, handler, body):
+        if self.mode == "rate_limit":
+            return self._error(handler, 429, {"error": {"message": "Rate limit reached", "type": "requests",
+                                                        "code": "rate_limit_exceeded"}})
+        if self.mode == "context":
+            return self._error(handler, 400, {"error": {
+                "message": "This model's maximum context length is 8192 tokens.", "type": "invalid_request_error",
+                "param": "messages", "code": "context_length_exceeded"}})
+        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": body.get("model")}
+
+        def events():
+            yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                   "finish_reason": None}]})
+            for token in self.tokens:
+                yield json.dumps({**base, "choices": [{"index": 0, "delta": {"content": token},
+                                                       "finish_reason": None}]})
+            yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+
+        self._sse(handler, events())
+
+    def _cloudflare(self, handler, body):
+        if self.mode == "rate_limit":
+            return self._error(handler, 429, {"success": False, "errors": [{"code": 3040, "message": "Capacity"}]})
+        self._sse(handler, (json.dumps({"response": token, "p": "abc"}) for token in self.tokens))
