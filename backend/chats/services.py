@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -599,11 +600,11 @@ def import_chats(user, data) -> int:
             if not isinstance(item, dict) or not isinstance(item.get("messages", []), list):
                 raise _field("data", "Not a chat export.", "INVALID_FORMAT")
             uid = item.get("uid")
-            if uid and Chat.objects.filter(uid=uid).exists():
-                if not Chat.objects.filter(uid=uid, owner=user).exists():
-                    uid = None  # another user's chat with that id: import as a new one
-                else:
-                    continue
+            if uid and Chat.objects.filter(uid=uid).exclude(owner=user).exists():
+                # Another user's chat: a copy under an id derived from both, so a re-import matches it.
+                uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"chat-import:{user.pk}:{uid}"))
+            if uid and Chat.objects.filter(uid=uid, owner=user).exists():
+                continue
             model = item.get("model") if item.get("model") in catalog.BY_ID else "gpt-3.5-turbo"
             chat = Chat.objects.create(owner=user, title=str(item.get("title", ""))[:200], model=model,
                                        settings=clean_settings(model, item.get("settings") or {}),

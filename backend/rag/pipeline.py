@@ -12,19 +12,20 @@ from .providers import ChatMessage, content_words, split_sentences
 
 # --- query rewriting ------------------------------------------------------------------------
 
-FOLLOW_UP = re.compile(r"\b(it|its|they|them|their|this|that|these|those|he|she|him|her|there|the same|"
-                       r"what about|and|also|more)\b", re.IGNORECASE)
+STARTERS = re.compile(r"^(and|also|then|so|what about|how about|and what|but)\b", re.IGNORECASE)
+PRONOUNS = re.compile(r"\b(it|its|they|them|their|this|that|these|those|he|she|him|her|the same)\b", re.IGNORECASE)
+
+
+def is_follow_up(question: str) -> bool:
+    question = question.strip()
+    return bool(STARTERS.match(question) or PRONOUNS.search(question) or len(question.split()) <= 3)
 
 
 def rewrite_follow_up(question: str, history: list[ChatMessage]) -> str:
-    """A standalone query: a short or pronoun-led follow-up borrows the previous question's terms."""
+    """A standalone query: a follow-up (pronouns, "and what about...", very short) borrows the
+    previous question's content words; a question that stands on its own is left alone."""
     previous = next((m.content for m in reversed(history) if m.role == "user"), None)
-    if not previous:
-        return question
-    words = question.split()
-    if len(words) > 12 and not FOLLOW_UP.match(question.strip()):
-        return question
-    if not FOLLOW_UP.search(question) and len(words) > 4:
+    if not previous or not is_follow_up(question):
         return question
     missing = [w for w in content_words(previous) if w not in content_words(question)]
     if not missing:
@@ -173,5 +174,5 @@ def groundedness(answer: str, passages: dict[int, str], min_overlap: float = 0.5
         words = content_words(CITATION.sub("", sentence))
         source = set().union(*(content_words(passages[n]) for n in cited)) if cited else set()
         if not cited or len(words & source) / len(words) < min_overlap:
-            unsupported.append(CITATION.sub("", sentence).strip())
+            unsupported.append(re.sub(r"\s+([.!?])", r"\1", CITATION.sub("", sentence)).strip())
     return (len(sentences) - len(unsupported)) / len(sentences), unsupported

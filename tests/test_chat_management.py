@@ -1,0 +1,208 @@
+"""Chats over HTTP: list and search, export and import, ratings, presets, regenerate, retention, usage."""
+
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from backend.chats import services
+from backend.chats.models import Chat, Message
+from backend.rag.pipeline import BM25, groundedness, reciprocal_rank_fusion, rewrite_follow_up
+from backend.rag.providers import ChatMessage, ExtractiveGenerator
+
+from .conftest import error_codes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ERRORS = "... on OperationInfo { messages { field code message } }"
+
+
+def _chat_with_messages(user, title, texts, model="gpt-4"):
+    chat = Chat.objects.create(owner=user, title=title, model=model)
+    for i, text in enumerate(texts):
+        Message.objects.create(chat=chat, role="user" if i % 2 == 0 else "assistant", content=text, model=model)
+    return chat
+
+
+def test_chats_are_listed_pinned_first_and_searched_in_titles_and_content(alice, bob):
+    _chat_with_messages(alice.user, "Holiday plans", ["Where to go in May?", "Lisbon is lovely."])
+    pinned = _chat_with_messages(alice.user, "Tax questions", ["How do deductions work?", "It depends."])
+    pinned.pinned = True
+    pinned.save()
+    _chat_with_messages(bob.user, "Bob's Lisbon trip", ["Lisbon?"])
+    titles = lambda r: [e["node"]["title"] for e in r["data"]["chats"]["edges"]]  # noqa: E731
+    assert titles(alice("{ chats { edges { node { title pinned } } } }")) == ["Tax questions", "Holiday plans"]
+    assert titles(alice('{ chats(search: "lisbon") { edges { node { title } } } }')) == ["Holiday plans"]
+    assert titles(alice('{ chats(search: "TAX") { edges { node { title } } } }')) == ["Tax questions"]
+
+
+def test_create_update_and_delete_a_chat(alice):
+    created = alice(f"""mutation {{ createChat(title: "Research", model: "rag-faiss",
+        parameters: {{ temperature: 0.3, rag: {{ strategy: BM25, k: 3 }} }}) {{
+        ... on Chat {{ id title model settings }} {ERRORS} }} }}""")["data"]["createChat"]
+    assert created["settings"] == {"temperature": 0.3, "rag": {"strategy": "bm25", "k": 3}}
+    bad = alice(f'mutation {{ createChat(model: "gpt-9") {{ {ERRORS} }} }}')["data"]["createChat"]["messages"]
+    assert bad[0]["field"] == "model" and bad[0]["code"] == "UNKNOWN_MODEL"
+    too_hot = alice(f'mutation {{ createChat(model: "gpt-4", parameters: {{ temperature: 3 }}) {{ {ERRORS} }} }}')
+    assert too_hot["data"]["createChat"]["messages"][0] == {"field": "settings.temperature", "code": "OUT_OF_RANGE",
+                                                            "message": "Between 0 and 2."}
+    updated = alice(f'mutation {{ updateChat(id: "{created["id"]}", title: "Renamed", pinned: true, archived: true) {{ ... on Chat {{ title pinned archived }} }} }}')
+    assert updated["data"]["updateChat"] == {"title": "Renamed", "pinned": True, "archived": True}
+    assert alice("{ chats { totalCount } }")["data"]["chats"]["totalCount"] == 0  # archived are hidden by default
+    assert alice("{ chats(archived: true) { totalCount } }")["data"]["chats"]["totalCount"] == 1
+    alice(f'mutation {{ deleteChat(id: "{created["id"]}") {{ ... on Deleted {{ id }} }} }}')
+    assert not Chat.objects.exists()
+
+
+def test_export_as_json_and_markdown_and_import_twice(alice, bob):
+    chat = _chat_with_messages(alice.user, "Plants", ["How do plants eat?", "With light [1]."])
+    answer = chat.messages.last()
+    answer.sources = [{"number": 1, "title": "plants", "page": 2, "document_id": 1, "chunk_id": 1,
+                       "chunk_position": 0, "snippet": "light", "score": 0.8}]
+    answer.save()
+    gid = alice(f'{{ chats {{ edges {{ node {{ id }} }} }} }}')["data"]["chats"]["edges"][0]["node"]["id"]
+    markdown = alice(f'{{ exportChat(id: "{gid}", format: MARKDOWN) }}')["data"]["exportChat"]
+    assert markdown.startswith("# Plants") and "## Assistant" in markdown and "[1] plants, page 2" in markdown
+    exported = json.loads(alice(f'{{ exportChat(id: "{gid}") }}')["data"]["exportChat"])
+    assert [m["content"] for m in exported["messages"]] == ["How do plants eat?", "With light [1]."]
+    imp = "mutation($d: JSON!) { importChats(data: $d) { ... on ImportedChats { created } } }"
+    assert bob(imp, {"d": exported})["data"]["importChats"]["created"] == 1
+    assert bob(imp, {"d": exported})["data"]["importChats"]["created"] == 0
+    assert alice(imp, {"d": [exported]})["data"]["importChats"]["created"] == 0  # alice has it already
+    bob_chats = Chat.objects.filter(owner=bob.user)
+    assert bob_chats.count() == 1 and bob_chats.get().messages.count() == 2
+    assert Chat.objects.filter(owner=alice.user).count() == 1
+
+
+def test_rate_a_message(alice, bob):
+    chat = _chat_with_messages(alice.user, "t", ["q", "a"])
+    answer_gid = alice(f'{{ chats {{ edges {{ node {{ messages {{ edges {{ node {{ id role }} }} }} }} }} }} }}')[
+        "data"]["chats"]["edges"][0]["node"]["messages"]["edges"][1]["node"]["id"]
+    rated = alice(f'mutation {{ rateMessage(id: "{answer_gid}", rating: -1, comment: "wrong year") {{ ... on Message {{ rating feedbackComment }} }} }}')
+    assert rated["data"]["rateMessage"] == {"rating": -1, "feedbackComment": "wrong year"}
+    bad = alice(f'mutation {{ rateMessage(id: "{answer_gid}", rating: 5) {{ {ERRORS} }} }}')
+    assert bad["data"]["rateMessage"]["messages"][0]["code"] == "INVALID_CHOICE"
+    assert error_codes(bob(f'mutation {{ rateMessage(id: "{answer_gid}", rating: 1) {{ __typename }} }}')) == ["NOT_FOUND"]
+    assert chat.messages.get(role="assistant").rating == -1
+
+
+def test_presets_and_a_chat_started_from_one(alice, bob):
+    made = alice(f"""mutation {{ createAiPreset(name: "Precise", model: "gpt-4", temperature: 0.1, maxTokens: 500,
+        systemPrompt: "Answer in one line.") {{ ... on AiPreset {{ id name temperature }} {ERRORS} }} }}""")
+    preset = made["data"]["createAiPreset"]
+    dup = alice(f'mutation {{ createAiPreset(name: "Precise", model: "gpt-4") {{ {ERRORS} }} }}')
+    assert dup["data"]["createAiPreset"]["messages"][0]["code"] == "DUPLICATE"
+    over = alice(f'mutation {{ createAiPreset(name: "Long", model: "llama-3", maxTokens: 99999) {{ {ERRORS} }} }}')
+    assert over["data"]["createAiPreset"]["messages"][0]["code"] == "OUT_OF_RANGE"
+    chat = alice(f'mutation {{ createChat(presetId: "{preset["id"]}") {{ ... on Chat {{ model settings }} }} }}')
+    assert chat["data"]["createChat"] == {"model": "gpt-4", "settings": {
+        "temperature": 0.1, "max_tokens": 500, "system_prompt": "Answer in one line."}}
+    alice(f'mutation {{ updateAiPreset(id: "{preset["id"]}", temperature: 0.9) {{ ... on AiPreset {{ temperature }} }} }}')
+    assert alice("{ aiPresets { edges { node { name temperature } } } }")["data"]["aiPresets"]["edges"] == [
+        {"node": {"name": "Precise", "temperature": 0.9}}]
+    assert bob("{ aiPresets { totalCount } }")["data"]["aiPresets"]["totalCount"] == 0
+    assert error_codes(bob(f'mutation {{ deleteAiPreset(id: "{preset["id"]}") {{ __typename }} }}')) == ["NOT_FOUND"]
+    alice(f'mutation {{ deleteAiPreset(id: "{preset["id"]}") {{ ... on Deleted {{ id }} }} }}')
+    assert alice("{ aiPresets { totalCount } }")["data"]["aiPresets"]["totalCount"] == 0
+
+
+def test_regenerate_replaces_the_answer(alice):
+    from .test_documents import PHOTOSYNTHESIS_MD, upload, wait
+
+    upload(alice, "plants.md", PHOTOSYNTHESIS_MD)
+    wait()
+    chat = _chat_with_messages(alice.user, "t", ["How do plants make sugar?", "No idea."], model="rag-faiss")
+    old = chat.messages.get(role="assistant")
+    from strawberry import relay
+
+    gid = str(relay.GlobalID("Message", str(old.pk)))
+    result = alice(f'mutation {{ regenerateMessage(id: "{gid}") {{ ... on Message {{ content status sources {{ title }} }} }} }}')
+    new = result["data"]["regenerateMessage"]
+    assert new["status"] == "COMPLETE" and "chlorophyll" in new["content"] and new["sources"][0]["title"] == "plants"
+    assert list(chat.messages.values_list("role", flat=True)) == ["user", "assistant"]
+    assert not Message.objects.filter(pk=old.pk).exists()
+
+
+def test_old_chats_are_purged_by_each_users_retention(alice, bob):
+    alice(f'mutation {{ updatePreferences(preferences: {{ privacy: {{ chatHistoryRetentionDays: 30 }} }}) {{ __typename }} }}')
+    old = _chat_with_messages(alice.user, "old", ["q"])
+    _chat_with_messages(alice.user, "new", ["q"])
+    bobs_old = _chat_with_messages(bob.user, "bob old", ["q"])  # bob keeps chats forever (0)
+    Chat.objects.filter(pk__in=[old.pk, bobs_old.pk]).update(updated_at=timezone.now() - timedelta(days=31))
+    out = io.StringIO()
+    call_command("purge_chats", stdout=out)
+    assert "purged 1" in out.getvalue()
+    assert set(Chat.objects.values_list("title", flat=True)) == {"new", "bob old"}
+
+
+def test_usage_stats(alice):
+    chat = Chat.objects.create(owner=alice.user, title="t", model="gpt-4")
+    Message.objects.create(chat=chat, role="user", content="q", model="gpt-4", prompt_tokens=10)
+    Message.objects.create(chat=chat, role="assistant", content="a", model="gpt-4", completion_tokens=20,
+                           latency_ms=300, first_token_ms=100, rating=1)
+    rag = Chat.objects.create(owner=alice.user, title="r", model="rag-faiss")
+    Message.objects.create(chat=rag, role="assistant", content="none", model="rag-faiss",
+                           retrieval={"query": "q", "passages": []}, latency_ms=100, rating=-1)
+    stats = alice("""{ usageStats { ragQuestions retrievalFoundNothing ratingsUp ratingsDown
+      models { model messages promptTokens completionTokens averageLatencyMs averageFirstTokenMs } } }""")["data"]["usageStats"]
+    assert stats["ragQuestions"] == 1 and stats["retrievalFoundNothing"] == 1
+    assert (stats["ratingsUp"], stats["ratingsDown"]) == (1, 1)
+    assert stats["models"][0] == {"model": "gpt-4", "messages": 1, "promptTokens": 10, "completionTokens": 20,
+                                  "averageLatencyMs": 300.0, "averageFirstTokenMs": 100.0}
+
+
+def test_account_export_carries_chats_and_presets(alice, bob):
+    _chat_with_messages(alice.user, "Plants", ["q", "a"])
+    services.create_preset(alice.user, name="P", model="gpt-4")
+    exported = alice("{ exportMyData }")["data"]["exportMyData"]
+    assert exported["chats"]["chats"][0]["title"] == "Plants" and exported["chats"]["presets"][0]["name"] == "P"
+    imp = "mutation($d: JSON!) { importMyData(data: $d) { ... on ImportResult { summary } } }"
+    first = bob(imp, {"d": exported})["data"]["importMyData"]["summary"]
+    second = bob(imp, {"d": exported})["data"]["importMyData"]["summary"]
+    assert first["chats"] == {"chats_created": 1, "presets_created": 1}
+    assert second["chats"] == {"chats_created": 0, "presets_created": 0}
+
+
+# --- the RAG building blocks -----------------------------------------------------------------
+
+def test_groundedness_lists_the_unsupported_sentences():
+    passages = {1: "Chlorophyll captures light. Plants store energy as sugar.", 2: "Roots absorb water."}
+    answer = "Plants store energy as sugar [1]. Roots absorb water [2]. The moon is made of cheese [1]. Nothing cited here."
+    score, unsupported = groundedness(answer, passages)
+    assert score == 0.5
+    assert unsupported == ["The moon is made of cheese.", "Nothing cited here."]
+
+
+def test_follow_up_questions_are_rewritten_with_the_history():
+    history = [ChatMessage("user", "How does photosynthesis work in plants?"), ChatMessage("assistant", "...")]
+    rewritten = rewrite_follow_up("What about its speed?", history)
+    assert "photosynthesis" in rewritten and "plants" in rewritten
+    standalone = "Explain the difference between mitochondria and chloroplasts in eukaryotic cells"
+    assert rewrite_follow_up(standalone, history) == standalone
+
+
+def test_bm25_and_rank_fusion():
+    index = BM25([(1, "the night train to Vienna"), (2, "plants store energy"), (3, "a train station cafe")])
+    assert [i for i, _ in index.search("trains", 3)] in ([1, 3], [3, 1])
+    fused = reciprocal_rank_fusion([[(1, 0.9), (2, 0.5)], [(2, 3.0), (3, 1.0)]])
+    assert fused[0][0] == 2
+
+
+def test_extractive_generator_cites_the_passages_it_quotes():
+    text = ExtractiveGenerator().answer("How do plants store energy?", ["Roots hold soil.", "Plants store energy as sugar."])
+    assert text.startswith("Plants store energy as sugar. [2]")
+
+
+@pytest.mark.parametrize("strategy", ["DENSE", "BM25", "HYBRID", "MULTI_QUERY"])
+def test_search_documents_by_each_strategy(alice, strategy):
+    from .test_documents import PHOTOSYNTHESIS_MD, SEARCH, TRAINS_TXT, upload, wait
+
+    upload(alice, "plants.md", PHOTOSYNTHESIS_MD)
+    upload(alice, "trains.txt", TRAINS_TXT)
+    wait()
+    query = SEARCH.replace("$filters: SearchFiltersInput)", "$filters: SearchFiltersInput, $s: RetrievalStrategy)").replace(
+        "filters: $filters)", "filters: $filters, strategy: $s)")
+    hits = alice(query, {"q": "chlorophyll sugar", "k": 2, "s": strategy})["data"]["searchDocuments"]
+    assert hits[0]["document"]["title"] == "plants"
