@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "backend.users",
     "backend.documents",
     "backend.chats",
+    "backend.recipes",
 ]
 
 MIDDLEWARE = [

@@ -11,7 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from . import chats, documents, users
+from . import chats, documents, recipes, users
 from .errors import ErrorCodes, classify
 
 logger = logging.getLogger("backend.graphql")
@@ -22,8 +22,8 @@ class NodeQuery:
     node: relay.Node | None = strawberry.relay.node(description="Any object you may see, by its global ID.")
 
 
-Query = merge_types("Query", (NodeQuery, users.Query, documents.Query, chats.Query))
-Mutation = merge_types("Mutation", (users.Mutation, documents.Mutation, chats.Mutation))
+Query = merge_types("Query", (NodeQuery, users.Query, documents.Query, chats.Query, recipes.Query))
+Mutation = merge_types("Mutation", (users.Mutation, documents.Mutation, chats.Mutation, recipes.Mutation))
 Subscription = merge_types("Subscription", (users.Subscription, documents.Subscription, chats.Subscription))
 
 
