@@ -206,3 +206,15 @@ def test_search_documents_by_each_strategy(alice, strategy):
         "filters: $filters)", "filters: $filters, strategy: $s)")
     hits = alice(query, {"q": "chlorophyll sugar", "k": 2, "s": strategy})["data"]["searchDocuments"]
     assert hits[0]["document"]["title"] == "plants"
+
+
+def test_rag_defaults_come_from_preferences_then_chat_then_turn(alice):
+    from backend.chats.services import effective_params
+
+    alice("mutation { updatePreferences(preferences: { rag: { strategy: \"bm25\", k: 7 } }) { __typename } }")
+    bad = alice("mutation { updatePreferences(preferences: { rag: { strategy: \"psychic\" } }) { ... on OperationInfo { messages { field code } } } }")
+    assert bad["data"]["updatePreferences"]["messages"] == [{"field": "preferences.rag.strategy", "code": "INVALID_CHOICE"}]
+    alice.user.refresh_from_db()
+    chat = services.create_chat(alice.user, model="rag-faiss", settings_={"rag": {"k": 3}})
+    params = effective_params(alice.user, chat, {"rag": {"threshold": 0.5}})
+    assert (params["rag"]["strategy"], params["rag"]["k"], params["rag"]["threshold"]) == ("bm25", 3, 0.5)

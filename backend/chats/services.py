@@ -129,11 +129,11 @@ def effective_params(user, chat: Chat, overrides: dict) -> dict:
     """User defaults < chat settings < this turn's parameters."""
     from backend.users.preferences import effective
 
-    ai = effective(user.preferences)["ai"]
+    prefs = effective(user.preferences)
+    ai = prefs["ai"]
     merged = {"temperature": ai["temperature"], "max_tokens": ai["max_tokens"], "system_prompt": ai["system_prompt"],
-              "top_p": None, "rag": dict(RAG_DEFAULTS)}
-    user_rag = (user.preferences or {}).get("rag")
-    for layer in (user_rag and {"rag": user_rag}, chat.settings, overrides):
+              "top_p": None, "rag": {**RAG_DEFAULTS, **prefs["rag"]}}
+    for layer in (chat.settings, overrides):
         for key, value in (layer or {}).items():
             if key == "rag":
                 merged["rag"].update(value or {})

@@ -42,6 +42,15 @@ class AiDefaults:
     system_prompt: str
 
 
+@strawberry.type(description="Your default retrieval settings for the RAG model (a chat may override them).")
+class RagDefaults:
+    strategy: str
+    k: int
+    threshold: float
+    context_budget: int
+    include_metadata: bool
+
+
 @strawberry.type
 class PrivacySettings:
     share_data: bool
@@ -57,6 +66,7 @@ class Preferences:
     default_model: str
     notifications: NotificationSettings
     ai: AiDefaults
+    rag: RagDefaults
     privacy: PrivacySettings
 
     @classmethod
@@ -69,6 +79,7 @@ class Preferences:
             default_model=data["default_model"],
             notifications=NotificationSettings(**data["notifications"]),
             ai=AiDefaults(**data["ai"]),
+            rag=RagDefaults(**data["rag"]),
             privacy=PrivacySettings(**data["privacy"]),
         )
 
@@ -89,6 +100,15 @@ class AiDefaultsInput:
 
 
 @strawberry.input
+class RagDefaultsInput:
+    strategy: str | None = strawberry.field(default=strawberry.UNSET, description="dense, bm25, hybrid or multi_query")
+    k: int | None = strawberry.UNSET
+    threshold: float | None = strawberry.UNSET
+    context_budget: int | None = strawberry.UNSET
+    include_metadata: bool | None = strawberry.UNSET
+
+
+@strawberry.input
 class PrivacySettingsInput:
     share_data: bool | None = strawberry.UNSET
     analytics_opt_in: bool | None = strawberry.UNSET
@@ -103,6 +123,7 @@ class PreferencesInput:
     default_model: str | None = strawberry.UNSET
     notifications: NotificationSettingsInput | None = strawberry.UNSET
     ai: AiDefaultsInput | None = strawberry.UNSET
+    rag: RagDefaultsInput | None = strawberry.UNSET
     privacy: PrivacySettingsInput | None = strawberry.UNSET
 
 

@@ -65,6 +65,13 @@ SPEC = {
         "max_tokens": _range(int, 1, 32768),
         "system_prompt": _max_len(4000),
     },
+    "rag": {
+        "strategy": _choice(("dense", "bm25", "hybrid", "multi_query")),
+        "k": _range(int, 1, 20),
+        "threshold": _range(float, -1.0, 1.0),
+        "context_budget": _range(int, 100, 16000),
+        "include_metadata": BOOL,
+    },
     "privacy": {
         "share_data": BOOL,
         "analytics_opt_in": BOOL,
@@ -79,6 +86,7 @@ DEFAULTS = {
     "default_model": "gpt-3.5-turbo",
     "notifications": {"email": True, "document_ready": True, "product_updates": False},
     "ai": {"preferred_model": "gpt-3.5-turbo", "temperature": 0.7, "max_tokens": 1024, "system_prompt": ""},
+    "rag": {"strategy": "hybrid", "k": 5, "threshold": 0.2, "context_budget": 2000, "include_metadata": True},
     "privacy": {"share_data": False, "analytics_opt_in": False, "chat_history_retention_days": 0},
 }
 
