@@ -1,6 +1,6 @@
 """Usage figures for one user, computed from their messages."""
 
-from django.db.models import Avg, Count, Q, Sum
+from django.db.models import Avg, Count, Sum
 
 from .models import Message
 

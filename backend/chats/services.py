@@ -18,12 +18,13 @@ from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from backend.core import userdata
-from backend.core.errors import NotFound, Unauthenticated
+from backend.core.errors import NotFound
+from backend.core.errors import field_error as _field
+from backend.core.scoping import require_user as _require
 from backend.rag import catalog, pipeline
 from backend.rag.chunking import count_tokens
 from backend.rag.providers import ChatMessage, Params, ProviderError
@@ -38,14 +39,6 @@ RAG_DEFAULTS = {"strategy": "hybrid", "k": 5, "threshold": 0.2, "context_budget"
 HISTORY_TURNS = 10
 
 
-def _require(user):
-    if user is None or not user.is_authenticated:
-        raise Unauthenticated()
-    return user
-
-
-def _field(name, message, code):
-    return ValidationError({name: ValidationError(message, code=code)})
 
 
 # --- parameters -----------------------------------------------------------------------------

@@ -41,3 +41,10 @@ class RateLimited(ServiceError):
 
 
 TOP_LEVEL_CODES = ("UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "BAD_USER_INPUT", "RATE_LIMITED", "INTERNAL")
+
+
+def field_error(field: str, message: str, code: str):
+    """A Django ValidationError for one input field, with a stable code (a typed mutation payload)."""
+    from django.core.exceptions import ValidationError
+
+    return ValidationError({field: ValidationError(message, code=code)})

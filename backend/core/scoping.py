@@ -30,3 +30,12 @@ def scope(queryset, user):
     if not is_signed_in(user):
         return queryset.none()
     return queryset.filter(queryset.model.visible_q(user))
+
+
+def require_user(user):
+    """The signed-in user, or ``Unauthenticated``."""
+    from .errors import Unauthenticated
+
+    if not is_signed_in(user):
+        raise Unauthenticated()
+    return user

@@ -22,7 +22,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from backend.core import events, tasks, userdata
-from backend.core.errors import Forbidden, NotFound, Unauthenticated
+from backend.core.errors import Forbidden, NotFound
+from backend.core.scoping import require_user as _require
 from backend.rag import loaders
 
 from . import vectors
@@ -33,11 +34,6 @@ logger = logging.getLogger(__name__)
 MAX_TAGS = 20
 TAG_MAX = 50
 
-
-def _require(user):
-    if user is None or not user.is_authenticated:
-        raise Unauthenticated()
-    return user
 
 
 # --- collections ----------------------------------------------------------------------------

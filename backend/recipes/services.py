@@ -8,7 +8,9 @@ from django.db import transaction
 from django.db.models import F
 
 from backend.core import userdata
-from backend.core.errors import Forbidden, NotFound, Unauthenticated
+from backend.core.errors import Forbidden, NotFound
+from backend.core.errors import field_error as _field
+from backend.core.scoping import require_user as _require
 
 from .models import Recipe
 
@@ -16,14 +18,6 @@ VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 EXPORT_FORMAT = "chat-backend.recipes"
 
 
-def _require(user):
-    if user is None or not user.is_authenticated:
-        raise Unauthenticated()
-    return user
-
-
-def _field(name, message, code):
-    return ValidationError({name: ValidationError(message, code=code)})
 
 
 def variables(template: str) -> list[str]:

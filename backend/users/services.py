@@ -24,7 +24,8 @@ from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from backend.core import events, ratelimit, userdata
-from backend.core.errors import NotFound, RateLimited, Unauthenticated
+from backend.core.errors import NotFound, RateLimited
+from backend.core.scoping import require_user
 
 from . import preferences as prefs
 from .models import ApiToken, User
@@ -60,12 +61,6 @@ class EmailVerificationTokenGenerator(PasswordResetTokenGenerator):
 
 
 email_verification_tokens = EmailVerificationTokenGenerator()
-
-
-def require_user(user) -> User:
-    if user is None or not user.is_authenticated:
-        raise Unauthenticated()
-    return user
 
 
 # --- registration and sign-in ---------------------------------------------------------------
