@@ -304,3 +304,21 @@ async def test_nobody_streams_into_rates_or_exports_another_users_chat(alice_use
     assert await sync_to_async(Message.objects.filter(chat=chat).count)() == 2
     await ws.close()
     await intruder.close()
+
+
+async def test_provider_keys_are_encrypted_at_rest_and_never_logged(alice_user, openai, caplog):
+    import logging
+
+    from backend.chats.models import ProviderKey
+
+    caplog.set_level(logging.DEBUG)
+    await sync_to_async(services.set_provider_key)(alice_user, provider="openai", api_key="sk-alice-secret-123")
+    stored = await sync_to_async(ProviderKey.objects.get)()
+    assert b"sk-alice-secret-123" not in bytes(stored.secret)
+    _, gid = await new_chat(alice_user, "gpt-4")
+    ws = await socket_for(alice_user)
+    _, events = await stream(ws, gid, "hi")
+    assert openai.requests[-1]["authorization"] == "Bearer sk-alice-secret-123"
+    assert "sk-alice-secret-123" not in json.dumps(events)
+    assert "sk-alice-secret-123" not in caplog.text and "sk-server-key" not in caplog.text
+    await ws.close()
