@@ -68,10 +68,12 @@ INSTALLED_APPS = [
     "backend.documents",
     "backend.chats",
     "backend.recipes",
+    "backend.graphiql",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files under daphne
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -163,7 +165,6 @@ FRONTEND_URL = env("FRONTEND_URL", "http://localhost:3000")
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 24 * 14)
 SESSION_COOKIE_SAMESITE = env("SESSION_COOKIE_SAMESITE", "Lax")
 CSRF_COOKIE_SAMESITE = env("CSRF_COOKIE_SAMESITE", "Lax")
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", env("CORS_ALLOWED_ORIGINS"))  # see CORS below
 
 # --- CORS (a Next.js frontend on another origin) ----------------------------------------------
 # In development the Next.js dev server (port 3000) is allowed; production lists its origins.
@@ -171,7 +172,11 @@ CORS_ALLOWED_ORIGINS = env_list(
     "CORS_ALLOWED_ORIGINS", "" if PRODUCTION else "http://localhost:3000,http://127.0.0.1:3000")
 # Pages on these origins may open the GraphQL websocket (same-origin pages always may).
 WEBSOCKET_ALLOWED_ORIGINS = env_list("WEBSOCKET_ALLOWED_ORIGINS", ",".join(CORS_ALLOWED_ORIGINS))
-CORS_ALLOW_CREDENTIALS = True
+CORS_ALLOW_CREDENTIALS = True  # cookies, for the listed origins only
+# Mutations from those origins carry the CSRF token: the page cannot read this host's cookie, so
+# every /graphql/ response also carries the token in an X-CSRFToken header it may read.
+CORS_EXPOSE_HEADERS = ["X-CSRFToken"]
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", ",".join(CORS_ALLOWED_ORIGINS))
 CORS_URLS_REGEX = r"^/(graphql|media|documents)/.*$"
 
 # --- Email ------------------------------------------------------------------------------------
@@ -208,8 +213,12 @@ else:
     default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
     "default": default_storage,
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Static files (GraphiQL's assets, the admin's) are served by WhiteNoise from the app folders in
+# development and from STATIC_ROOT (``collectstatic``) in production.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = DEBUG
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
 FILE_UPLOAD_TEMP_DIR = None
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

@@ -5,6 +5,7 @@ import asyncio
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils.decorators import method_decorator
+from django.middleware.csrf import get_token
 from django.views.decorators.csrf import ensure_csrf_cookie
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.django.views import AsyncGraphQLView
@@ -21,9 +22,16 @@ from .context import Context
 class GraphQLView(AsyncGraphQLView):
     """Sessions, CSRF and bearer tokens apply as for any Django view.
 
-    Every response sets the ``csrftoken`` cookie, so a browser client can read it after its
-    first (GET) query and send it back as ``X-CSRFToken`` on mutations.
+    Every response sets the ``csrftoken`` cookie and carries the token in an ``X-CSRFToken``
+    header, so a browser client (same origin: from the cookie; another origin: from the header,
+    exposed by CORS) can send it back as ``X-CSRFToken`` on mutations after its first GET query.
     """
+
+    async def dispatch(self, request, *args, **kwargs):
+        response = await super().dispatch(request, *args, **kwargs)
+        # For a frontend on another origin, which cannot read this host's csrftoken cookie.
+        response["X-CSRFToken"] = get_token(request)
+        return response
 
     async def get_context(self, request, response) -> Context:
         user = await request.auser()
