@@ -1,9 +1,15 @@
 # The API served by daphne, as a non-root user. Configuration comes from the environment
 # (see the README's table); the image holds no secrets.
+# GraphiQL's browser assets come from the npm registry at build time, never from a CDN at run time.
+FROM node:20-slim AS graphiql-assets
+WORKDIR /assets
+COPY backend/graphiql/package.json backend/graphiql/package-lock.json backend/graphiql/copy-assets.mjs ./
+RUN npm ci --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    DJANGO_ENV=production DATA_DIR=/data HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+    DJANGO_ENV=production DATA_DIR=/data STATIC_ROOT=/app/staticfiles HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 # To take torch's CPU build instead of the default one, pass a CPU wheel index at build time.
 ARG PIP_EXTRA_INDEX_URL=""
@@ -16,6 +22,9 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY --chown=app:app . .
+COPY --from=graphiql-assets --chown=app:app /assets/static backend/graphiql/static
+# Static files (admin, GraphiQL) are collected once, then served by WhiteNoise.
+RUN SECRET_KEY=collectstatic-only ALLOWED_HOSTS=localhost python manage.py collectstatic --noinput
 USER app
 
 EXPOSE 8000

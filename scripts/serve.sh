@@ -4,5 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3.11 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+# GraphiQL's scripts are served from this project, not a CDN: install them from the npm registry.
+npm ci --prefix backend/graphiql --no-audit --no-fund --loglevel=error
 .venv/bin/python manage.py migrate --noinput
 exec .venv/bin/daphne -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" backend.asgi:application
