@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Install into .venv and run the whole test suite.
+# Install into .venv and client/node_modules, and run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The scale-out tests start a real Redis server (Debian's package).
-if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null
+# Debian packages the tests use for real: Redis (scale-out tests), Chromium (GraphiQL test).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
 fi
 [ -x .venv/bin/python ] || python3.11 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+# GraphiQL's assets (served by Django) and the Node clients the tests drive, from the npm registry.
+npm ci --prefix backend/graphiql --no-audit --no-fund --loglevel=error
+npm ci --prefix client --no-audit --no-fund --loglevel=error
 export DJANGO_ENV=test
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,55 @@
+"""The backend's real clients, run by the same test command: graphql-codegen and tsc on the
+checked-in operations, Apollo Client end to end, GraphiQL in headless Chromium.
+
+The Node project is ``client/`` (its tests start their own daphne on a fresh database); the
+README's test command installs it with ``npm ci``.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT = ROOT / "client"
+
+
+def npm(*args, timeout=600):
+    if not (CLIENT / "node_modules").is_dir():
+        pytest.fail("client/node_modules is missing: run `npm ci --prefix client` (scripts/test.sh does)")
+    env = {**os.environ, "BACKEND_PYTHON": sys.executable, "TEST_OUTPUT_DIR": str(ROOT / "test-output"),
+           "NO_COLOR": "1"}
+    result = subprocess.run(["npm", "run", "--silent", *args], cwd=CLIENT, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-8000:]
+    return output
+
+
+def test_codegen_generates_types_that_compile():
+    npm("codegen")
+    generated = (CLIENT / "src" / "generated" / "graphql.ts").read_text()
+    assert "export const ChatStreamDocument" in generated
+    possible = (CLIENT / "src" / "generated" / "possible-types.ts").read_text()
+    assert '"ChatStreamEvent"' in possible and '"Node"' in possible
+    npm("typecheck")
+
+
+def test_operations_cover_the_schema():
+    output = npm("test:operations")
+    assert "# fail 0" in output and "# pass 4" in output
+
+
+def test_apollo_client_end_to_end():
+    npm("codegen")
+    output = npm("test:apollo")
+    assert "# fail 0" in output and "# pass 6" in output, output[-4000:]
+
+
+def test_graphiql_in_headless_chromium():
+    npm("codegen")
+    output = npm("test:graphiql")
+    assert "# fail 0" in output and "# pass 3" in output, output[-4000:]
+    assert (ROOT / "test-output" / "graphiql.png").stat().st_size > 10_000
