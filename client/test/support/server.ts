@@ -1,14 +1,16 @@
 // Starts the real backend for a test file: daphne on a free port, embedded defaults (SQLite,
 // in-memory channel layer, local files, in-process ingestion), a fresh database in a temp folder.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-export const corpus = resolve(repoRoot, "..", "shared", "corpus");
+const besideRepo = resolve(repoRoot, "..", "shared", "corpus");
+/** The shared corpus of real PDF and DOCX files (beside the checkout, or the workplace's copy). */
+export const corpus = process.env.CORPUS_DIR ?? (existsSync(besideRepo) ? besideRepo : "/work/shared/corpus");
 /** The frontend's origin in the default development settings (CORS and websocket origin). */
 export const frontendOrigin = "http://localhost:3000";
 
