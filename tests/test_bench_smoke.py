@@ -1,0 +1,46 @@
+"""A tiny run of each benchmark, so the scripts keep working. The figures themselves come from
+full runs (bench/README.md), never from tests."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(script, tmp_path, *extra):
+    result = subprocess.run([sys.executable, f"bench/{script}.py", "--smoke", "--out", str(tmp_path), *extra],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    record = json.loads((tmp_path / f"{script}.json").read_text())
+    assert record["smoke"] is True and record["machine"]["cores"] >= 1
+    return record
+
+
+def test_retrieval(tmp_path):
+    record = run("retrieval", tmp_path)
+    assert record["document_states"] == {"READY": record["documents"]}
+    for strategy in ("dense", "bm25", "hybrid", "multi_query"):
+        figures = record["strategies"][strategy]
+        assert 0 < figures["ndcg@10"] <= 1 and 0 < figures["recall@10"] <= 1 and 0 < figures["mrr@10"] <= 1
+
+
+def test_ingest(tmp_path):
+    record = run("ingest", tmp_path)
+    for name in ("project", "langchain", "bare_encoder"):
+        assert record[name]["chunks_per_second"] > 0
+    assert record["ratios"]["project_vs_langchain_documents_per_second"] > 0
+
+
+def test_search_latency(tmp_path):
+    record = run("search_latency", tmp_path)
+    size = record["sizes"]["1000"]
+    assert size["index_alone"]["n"] == 20 and size["end_to_end"]["n"] == 20
+    assert size["end_to_end"]["p95_ms"] >= size["end_to_end"]["p50_ms"] > 0
+
+
+def test_streaming(tmp_path):
+    record = run("streaming", tmp_path)
+    assert record["load"]["5"]["success_rate"] == 1.0
+    assert record["websocket"]["first_token"]["n"] == 3
