@@ -124,3 +124,51 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daphne:
+    """daphne serving the project on a free port, on the embedded defaults in ``data_dir``."""
+
+    def __init__(self, data_dir: Path, **extra_env):
+        import subprocess
+
+        import httpx
+
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "backend.asgi:application"],
+            cwd=ROOT, env=bench_env(data_dir, **extra_env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited with {self.process.returncode}")
+            try:
+                httpx.get(f"{self.http}/healthz", timeout=5)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("daphne did not start")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        import subprocess
+
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()

@@ -17,9 +17,6 @@ import gc
 import hashlib
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ROOT, Timer, bench_env, parser, rss_mib, setup_django, summary_ms, write  # noqa: E402
+from bench.common import Daphne, Timer, parser, rss_mib, setup_django, summary_ms, write  # noqa: E402
 
 WORDS = ("protein cell gene expression tumor patients risk study clinical mice receptor pathway signal "
          "immune response blood cancer therapy dose trial insulin brain neurons memory virus infection "
@@ -115,27 +112,12 @@ def fill_database(n: int, dim: int):
     return secret, build.seconds
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def end_to_end(data_dir: Path, secret: str, queries: int) -> dict:
     import httpx
 
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                               "backend.asgi:application"], cwd=ROOT, env=bench_env(data_dir),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Daphne(data_dir)
     try:
-        url = f"http://127.0.0.1:{port}/graphql/"
-        for _ in range(600):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        url = f"{server.http}/graphql/"
         body = "query($q: String!) { searchDocuments(query: $q, k: 5) { score page document { title } chunk { id } } }"
         with httpx.Client(headers={"Authorization": f"Bearer {secret}"}, timeout=300) as client:
             def ask(question):
@@ -153,8 +135,7 @@ def end_to_end(data_dir: Path, secret: str, queries: int) -> dict:
         return {**summary_ms(times), "first_request_ms": round(first.seconds * 1000, 1),
                 "server_rss_mib": rss_mib(server.pid)}
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        server.stop()
 
 
 def main():

@@ -14,16 +14,13 @@ is what the backend adds: saving the turn, the growing answer, the websocket and
 
 import asyncio
 import json
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ROOT, bench_env, parser, rss_mib, setup_django, summary_ms, write  # noqa: E402
+from bench.common import Daphne, parser, rss_mib, setup_django, summary_ms, write  # noqa: E402
 from tests.fake_providers import FakeProvider  # noqa: E402
 
 SUBSCRIPTION = """subscription($chat: ID!, $content: String!) {
@@ -96,12 +93,6 @@ async def stream_once(url: str, secret: str, chat_id: str, tokens: int, start_ga
     return result
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main():
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--tokens", type=int, default=100)
@@ -136,22 +127,9 @@ def main():
     print(f"in-process:  first token p50 {figures['direct']['first_token']['p50_ms']} ms, "
           f"per token p50 {figures['direct']['per_token']['p50_ms']} ms", flush=True)
 
-    port = free_port()
-    env = bench_env(data_dir, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=provider_url)
-    server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                               "backend.asgi:application"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"ws://127.0.0.1:{port}/graphql/"
+    server = Daphne(data_dir, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=provider_url)
+    url = f"ws://127.0.0.1:{server.port}/graphql/"
     try:
-        import httpx
-
-        for _ in range(600):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-
         async def sequential():
             results = []
             for secret, chat in pairs[:runs + 1]:
@@ -217,11 +195,7 @@ def main():
                   f"{f['server_peak_rss_mib']} MiB, errors {errors}", flush=True)
             offset += clients
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        server.stop()
         fake.close()
     write("streaming", args, figures)
 

@@ -295,6 +295,29 @@ def test_a_truncated_index_file_is_rebuilt_on_the_next_search(alice):
     assert alice(SEARCH, {"q": "chlorophyll"})["data"]["searchDocuments"][0]["document"]["title"] == "plants"
 
 
+def test_a_burst_of_documents_writes_the_index_once_or_twice_and_it_holds_every_chunk(user, monkeypatch):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.db import transaction
+
+    from backend.documents import services
+    from backend.rag.index import FaissStore
+
+    writes = []
+    real_write = FaissStore._write
+    monkeypatch.setattr(FaissStore, "_write", lambda self, key, *a, **kw: writes.append(key) or real_write(self, key, *a, **kw))
+    with transaction.atomic():  # the six ingestions are queued together, at commit
+        for i in range(6):
+            body = f"Note {i}. " + TRAINS_TXT.decode("latin-1") + f" Platform {i} is at the far end of the hall."
+            services.upload_document(user, SimpleUploadedFile(f"note-{i}.txt", body.encode()))
+    wait()
+    assert Document.objects.filter(status="READY").count() == 6
+    assert 1 <= len(writes) <= 2, writes  # not one write per document
+    collection = Collection.objects.get()
+    vectors.store()._cache.clear()
+    info = vectors.store().info(vectors.key_for(collection))
+    assert info.vectors == Chunk.objects.count() and info.version == collection.index_version
+
+
 def test_rebuild_index_and_stats(alice, bob):
     upload(alice, "plants.md", PHOTOSYNTHESIS_MD)
     wait()

@@ -108,9 +108,15 @@ def ingest(document_id: int) -> None:
         _fail(document, "INTERNAL", f"Something went wrong while processing this file. {FAILURE_HINT}")
         return
     try:
-        vectors.add(document.collection_id, [c.pk for c in created])
-    except Exception:  # the file is a cache: the next search rebuilds it from the database
-        logger.exception("could not update the index of collection %s", document.collection_id)
+        vectors.schedule_sync(document.collection_id)
+    except Exception:  # the file is a cache: the next search brings it up to date
+        logger.exception("could not schedule the index update of collection %s", document.collection_id)
+
+
+@task("documents.sync_index")
+def sync_index(collection_id: int) -> None:
+    """Idempotent: brings the collection's FAISS file to the database's version."""
+    vectors.run_scheduled_sync(collection_id)
 
 
 def resume_unfinished() -> int:

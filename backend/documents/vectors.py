@@ -1,9 +1,11 @@
 """The bridge between the database (the source of truth for vectors) and the FAISS files.
 
 Each collection has one index file stamped with ``Collection.index_version``. A change to a
-collection's vectors bumps that version in its own transaction; after commit the file is updated
-in place (when it is exactly one version behind) or rebuilt from the database. A search loads the
-file lazily and rebuilds it first when it is missing, stale or corrupt.
+collection's vectors bumps that version in its own transaction; after commit the file is brought
+up to date: by applying the difference between the ids in the file and the ready chunks in the
+database when it is small, or by a rebuild. Ingestion schedules that sync once for a burst of
+documents (``schedule_sync``), so a bulk upload writes the file a few times, not once per file.
+A search loads the file lazily and syncs it first when it is missing, stale or corrupt.
 """
 
 from dataclasses import dataclass
@@ -17,6 +19,9 @@ from backend.rag.embeddings import DIMENSION, MODEL_NAME, from_bytes
 from backend.rag.index import FaissStore
 
 from .models import Chunk, Collection
+
+# Beyond this many changed vectors a rebuild (one sequential read) beats a diff.
+MAX_DIFF = 20_000
 
 _stores: dict[str, FaissStore] = {}
 
@@ -75,8 +80,8 @@ def _current(collection_id: int) -> tuple[Collection, int] | None:
     return (collection, collection.index_version) if collection else None
 
 
-def sync(collection_id: int, *, add_ids=(), remove_ids=()) -> None:
-    """Bring the file to the database's version, by a one-step update or a rebuild."""
+def sync(collection_id: int) -> None:
+    """Bring the file to the database's version, by applying the difference or by a rebuild."""
     current = _current(collection_id)
     if current is None:
         return
@@ -87,21 +92,52 @@ def sync(collection_id: int, *, add_ids=(), remove_ids=()) -> None:
         info = st.info(key)
         if info is not None and info.version >= version:
             return
-        if info is not None and info.version == version - 1 and (len(add_ids) or len(remove_ids)):
-            ids, matrix = _vectors_of(_ready_chunks(collection_id).filter(pk__in=list(add_ids)))
-            # Removing before adding makes a replayed update harmless.
-            removed = np.concatenate([np.asarray(list(remove_ids), dtype=np.int64), ids])
-            if st.update(key, version - 1, version, add_ids=ids, add_vectors=matrix, remove_ids=removed):
-                return
+        found = st.load(key, info.version) if info is not None else None
+        if found is not None:
+            import faiss
+
+            have = set(faiss.vector_to_array(found[0].id_map).tolist())
+            want = set(_ready_chunks(collection_id).values_list("pk", flat=True))
+            add, remove = sorted(want - have), sorted(have - want)
+            if len(add) + len(remove) <= MAX_DIFF:
+                parts = [_vectors_of(_ready_chunks(collection_id).filter(pk__in=add[i:i + 5000]))
+                         for i in range(0, len(add), 5000)]
+                ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+                matrix = (np.concatenate([p[1] for p in parts]) if parts
+                          else np.zeros((0, DIMENSION), dtype=np.float32))
+                if st.update(key, info.version, version, add_ids=ids, add_vectors=matrix,
+                             remove_ids=np.asarray(remove, dtype=np.int64)):
+                    return
     rebuild(collection_id)
 
 
-def add(collection_id: int, chunk_ids) -> None:
-    sync(collection_id, add_ids=chunk_ids)
+def _sync_key(collection_id: int) -> str:
+    return f"index-sync:{collection_id}"
 
 
-def remove(collection_id: int, chunk_ids) -> None:
-    sync(collection_id, remove_ids=chunk_ids)
+def schedule_sync(collection_id: int) -> None:
+    """Sync the collection's file soon, once for however many changes land before it runs."""
+    from django.core.cache import cache
+
+    from backend.core import tasks
+
+    if cache.add(_sync_key(collection_id), 1, timeout=600):
+        tasks.enqueue("documents.sync_index", collection_id)
+
+
+def run_scheduled_sync(collection_id: int) -> None:
+    from django.core.cache import cache
+
+    cache.delete(_sync_key(collection_id))  # changes committed from now on schedule another sync
+    sync(collection_id)
+
+
+def add(collection_id: int, chunk_ids=()) -> None:
+    sync(collection_id)
+
+
+def remove(collection_id: int, chunk_ids=()) -> None:
+    sync(collection_id)
 
 
 def index_for(collection: Collection):
@@ -109,7 +145,7 @@ def index_for(collection: Collection):
     version = Collection.objects.values_list("index_version", flat=True).get(pk=collection.pk)
     found = store().load(key_for(collection), version)
     if found is None:
-        rebuild(collection.pk)
+        sync(collection.pk)
         found = store().load(key_for(collection), version) or store()._read(key_for(collection))
     return found[0]
 
