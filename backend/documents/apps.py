@@ -6,4 +6,13 @@ class DocumentsConfig(AppConfig):
     label = "documents"
 
     def ready(self):
+        from pathlib import Path
+
+        from django.conf import settings
+
+        from backend.rag import embeddings
+
         from . import ingest, services  # noqa: F401  registers the ingest task and the export part
+
+        embeddings.configure(backend=settings.EMBEDDING_BACKEND, batch_size=settings.EMBEDDING_BATCH_SIZE,
+                             cache_dir=settings.MODEL_CACHE_DIR or Path(settings.DATA_DIR) / "models")
