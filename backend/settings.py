@@ -235,9 +235,11 @@ DOCUMENT_PARSE_TIMEOUT = float(env("DOCUMENT_PARSE_TIMEOUT", "120"))
 CHUNK_SIZE = env_int("CHUNK_SIZE", 1000)
 CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 64)
-# torch (sentence-transformers, fp32) or onnx-int8 (the same model quantized locally, ~1.5x faster).
+# Documents: torch (sentence-transformers), onnx or onnx-int8 (the same model exported locally and
+# run by onnxruntime). Queries: onnx (same vectors, a third of the latency) or torch.
 EMBEDDING_BACKEND = env("EMBEDDING_BACKEND", "torch")
-MODEL_CACHE_DIR = env("MODEL_CACHE_DIR", "")  # where the int8 export is kept (default DATA_DIR/models)
+QUERY_EMBEDDING_BACKEND = env("QUERY_EMBEDDING_BACKEND", "onnx")
+MODEL_CACHE_DIR = env("MODEL_CACHE_DIR", "")  # where ONNX exports are kept (default DATA_DIR/models)
 INDEX_DIR = env("INDEX_DIR", "")  # default: DATA_DIR/indexes
 
 # --- Models and providers -------------------------------------------------------------------

@@ -28,3 +28,17 @@ def test_int8_onnx_export_is_made_once_and_agrees_with_fp32(tmp_path):
     mtime = exported[0].stat().st_mtime_ns
     OnnxInt8Embedder(tmp_path)  # a second process (or restart) reuses the file
     assert exported[0].stat().st_mtime_ns == mtime and len(list(tmp_path.glob("*.onnx"))) == 1
+
+
+def test_queries_go_through_the_fp32_onnx_graph_with_the_same_vectors(tmp_path):
+    from backend.rag.embeddings import FastQueryEmbedder
+
+    documents = SentenceTransformerEmbedder()
+    fast = FastQueryEmbedder(documents, tmp_path)
+    query = "How do plants turn sunlight into sugar?"
+    assert not list(tmp_path.glob("*.onnx"))  # made on the first query, not before
+    vector = fast.embed_query(query)
+    assert [p.name.endswith("-fp32.onnx") for p in tmp_path.glob("*.onnx")] == [True]
+    assert float(vector @ documents.embed_query(query)) > 0.9999
+    assert fast.name == documents.name  # interchangeable with vectors already stored
+    assert np.array_equal(fast.embed_documents(TEXTS), documents.embed_documents(TEXTS))

@@ -14,5 +14,6 @@ class DocumentsConfig(AppConfig):
 
         from . import ingest, services  # noqa: F401  registers the ingest task and the export part
 
-        embeddings.configure(backend=settings.EMBEDDING_BACKEND, batch_size=settings.EMBEDDING_BATCH_SIZE,
+        embeddings.configure(backend=settings.EMBEDDING_BACKEND, query_backend=settings.QUERY_EMBEDDING_BACKEND,
+                             batch_size=settings.EMBEDDING_BATCH_SIZE,
                              cache_dir=settings.MODEL_CACHE_DIR or Path(settings.DATA_DIR) / "models")

@@ -3,7 +3,13 @@
 A file holds a small JSON header (format, version stamp, model, dimension, count, build time,
 payload length) and the serialised FAISS index. It is written to a temporary file and moved into
 place, so readers see the old file or the new one, never half of one. ``load`` returns None for a
-missing, stale (other version) or corrupt file; the caller rebuilds it from the database.
+missing, stale (other version), corrupt or older-format file; the caller rebuilds it from the
+database.
+
+The index is exact search over vectors stored as float16 (FAISS's scalar quantizer): half the
+memory of float32 and about twice as fast to scan, since one query reads every vector. Scores
+differ from float32 by about 1e-3; callers that show a score recompute it from the database's
+float32 vector.
 """
 
 import fcntl
@@ -21,7 +27,7 @@ import faiss
 import numpy as np
 
 MAGIC = b"CBKFAISS"
-FORMAT = 1
+FORMAT = 2  # 1: IndexFlatIP (float32); 2: float16 scalar quantizer
 
 
 @dataclass
@@ -126,7 +132,8 @@ class FaissStore:
 
     def build(self, key: str, version: int, ids: np.ndarray, vectors: np.ndarray, *, model: str,
               dimension: int) -> IndexInfo:
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        index = faiss.IndexIDMap2(faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_fp16,
+                                                             faiss.METRIC_INNER_PRODUCT))
         if len(ids):
             index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
         return self._write(key, index, version, model)
