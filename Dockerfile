@@ -9,7 +9,8 @@ RUN npm ci --no-audit --no-fund
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    DJANGO_ENV=production DATA_DIR=/data STATIC_ROOT=/app/staticfiles HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+    DJANGO_ENV=production DATA_DIR=/data STATIC_ROOT=/app/staticfiles HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+    MODEL_CACHE_DIR=/app/models
 
 # To take torch's CPU build instead of the default one, pass a CPU wheel index at build time.
 ARG PIP_EXTRA_INDEX_URL=""
@@ -25,6 +26,9 @@ COPY --chown=app:app . .
 COPY --from=graphiql-assets --chown=app:app /assets/static backend/graphiql/static
 # Static files (admin, GraphiQL) are collected once, then served by WhiteNoise.
 RUN SECRET_KEY=collectstatic-only ALLOWED_HOSTS=localhost python manage.py collectstatic --noinput
+# The embedding model's ONNX exports (fused, int8 for documents, fp32 for queries) are made from the
+# packaged weights at build time, not on the first upload.
+RUN SECRET_KEY=build-only ALLOWED_HOSTS=localhost python manage.py prepare_models
 USER app
 
 EXPOSE 8000

@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 # GraphiQL's scripts are served from this project, not a CDN: install them from the npm registry.
 npm ci --prefix backend/graphiql --no-audit --no-fund --loglevel=error
 .venv/bin/python manage.py migrate --noinput
+.venv/bin/python manage.py prepare_models  # ONNX exports of the embedding model, once
 exec .venv/bin/daphne -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" backend.asgi:application

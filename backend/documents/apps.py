@@ -6,8 +6,6 @@ class DocumentsConfig(AppConfig):
     label = "documents"
 
     def ready(self):
-        from pathlib import Path
-
         from django.conf import settings
 
         from backend.rag import embeddings
@@ -15,5 +13,5 @@ class DocumentsConfig(AppConfig):
         from . import ingest, services  # noqa: F401  registers the ingest task and the export part
 
         embeddings.configure(backend=settings.EMBEDDING_BACKEND, query_backend=settings.QUERY_EMBEDDING_BACKEND,
-                             batch_size=settings.EMBEDDING_BATCH_SIZE,
-                             cache_dir=settings.MODEL_CACHE_DIR or Path(settings.DATA_DIR) / "models")
+                             batch_size=settings.EMBEDDING_BATCH_SIZE, parallel=settings.EMBEDDING_THREADS or None,
+                             cache_dir=settings.MODEL_CACHE_DIR or None)

@@ -51,7 +51,7 @@ def _embed(texts: list[str], document: Document) -> list[bytes]:
     for h, t in zip(hashes, texts):
         if h not in known and h not in {x for x, _ in todo}:
             todo.append((h, t))
-    batch = settings.EMBEDDING_BATCH_SIZE
+    batch = max(128, settings.EMBEDDING_BATCH_SIZE * 8)  # the embedder splits it further; progress in between
     for start in range(0, len(todo), batch):
         part = todo[start:start + batch]
         matrix = embedder.embed_documents([t for _, t in part])
