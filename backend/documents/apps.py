@@ -13,5 +13,5 @@ class DocumentsConfig(AppConfig):
         from . import ingest, services  # noqa: F401  registers the ingest task and the export part
 
         embeddings.configure(backend=settings.EMBEDDING_BACKEND, query_backend=settings.QUERY_EMBEDDING_BACKEND,
-                             batch_size=settings.EMBEDDING_BATCH_SIZE, parallel=settings.EMBEDDING_THREADS or None,
+                             batch_size=settings.EMBEDDING_BATCH_SIZE, threads=settings.EMBEDDING_THREADS or None,
                              cache_dir=settings.MODEL_CACHE_DIR or None)

