@@ -7,6 +7,7 @@ The corpus goes through the project's own pipeline: each abstract is uploaded as
 document ranks where its best passage does), as the qrels judge documents.
 
     .venv/bin/python bench/retrieval.py [--corpus C --queries Q --qrels R] [--strategies dense,bm25,...]
+                                        [--backend onnx-int8|onnx|torch]
 """
 
 import json
@@ -49,7 +50,8 @@ def main():
     p.add_argument("--qrels", type=Path, default=SCIFACT / "qrels" / "train.tsv")
     p.add_argument("--strategies", default="dense,bm25,hybrid,multi_query")
     p.add_argument("--passages", type=int, default=40, help="passages asked of the search per query")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx-int8"], help="EMBEDDING_BACKEND")
+    p.add_argument("--backend", default="onnx-int8", choices=["torch", "onnx", "onnx-int8"],
+                   help="the project's EMBEDDING_BACKEND (default: the settings' default)")
     args = p.parse_args()
 
     docs, queries, judged = load(args.corpus, args.queries, args.qrels)
@@ -99,7 +101,7 @@ def main():
         figures["strategies"][strategy] = result
         print(f"{strategy:12s} nDCG@10 {result['ndcg@10']:.3f}  recall@10 {result['recall@10']:.3f}  "
               f"MRR@10 {result['mrr@10']:.3f}  {result['ms_per_query']} ms/query", flush=True)
-    write("retrieval" if args.backend == "torch" else f"retrieval-{args.backend}", args, figures)
+    write("retrieval" if args.backend == "onnx-int8" else f"retrieval-{args.backend}", args, figures)
 
 
 if __name__ == "__main__":
