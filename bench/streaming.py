@@ -110,7 +110,7 @@ def main():
     from backend.users.services import create_api_token, register
 
     users = []
-    chats_needed = max(loads) + runs + 1
+    chats_needed = sum(loads) + runs + 1  # every client of every load streams into its own chat
     per_user = 10  # each user streams into 10 chats
     for u in range((chats_needed + per_user - 1) // per_user):
         user = register(email=f"load{u}@example.com", password="bench passphrase 123")
@@ -165,8 +165,9 @@ def main():
 
             async def crowd():
                 gate, connected = asyncio.Event(), []
-                tasks = [asyncio.create_task(stream_once(url, s, c, tokens, gate, connected))
-                         for s, c in pairs[offset:offset + clients]]
+                crowd_pairs = pairs[offset:offset + clients]
+                assert len(crowd_pairs) == clients, (len(crowd_pairs), clients)
+                tasks = [asyncio.create_task(stream_once(url, s, c, tokens, gate, connected)) for s, c in crowd_pairs]
                 deadline = time.monotonic() + 120
                 while len(connected) < clients and time.monotonic() < deadline and not all(t.done() for t in tasks):
                     await asyncio.sleep(0.05)
