@@ -39,7 +39,8 @@ def parser(description: str) -> argparse.ArgumentParser:
 def bench_env(data_dir: Path, **extra) -> dict:
     """The environment of a server or a set-up on the embedded defaults in ``data_dir``."""
     env = {k: v for k, v in os.environ.items() if k not in EXTERNAL}
-    env.update(DJANGO_ENV="development", DATA_DIR=str(data_dir), INGEST_RESUME_ON_START="0",
+    # The embedded defaults with DEBUG off, as served: DEBUG keeps and formats every SQL query.
+    env.update(DJANGO_ENV="development", DJANGO_DEBUG="0", DATA_DIR=str(data_dir), INGEST_RESUME_ON_START="0",
                EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend",
                LOG_LEVEL="WARNING", **{k: str(v) for k, v in extra.items()})
     return env
