@@ -430,6 +430,28 @@ def test_depth_limit_holds(alice, settings):
     assert "exceeds maximum operation depth" in result["errors"][0]["message"]
 
 
+def test_a_query_text_is_validated_once_under_the_same_limits(alice, settings, monkeypatch):
+    import strawberry.schema.schema as strawberry_schema
+
+    calls = []
+    real = strawberry_schema.validate_document
+    monkeypatch.setattr(strawberry_schema, "validate_document", lambda *args: calls.append(1) or real(*args))
+    query = "query ValidatedOnce { me { id email } apiTokens { edges { node { name } } } }"
+    for _ in range(3):
+        assert "errors" not in alice(query)
+    assert len(calls) == 1
+    invalid = "query ValidatedOnceInvalid { me { nosuchfield } }"
+    for _ in range(2):
+        assert error_codes(alice(invalid)) == ["BAD_USER_INPUT"]
+    assert len(calls) == 3  # a failing text is validated each time, and never remembered
+    default = settings.GRAPHQL_MAX_DEPTH
+    settings.GRAPHQL_MAX_DEPTH = 2  # other limits: other rules, validated afresh
+    assert "exceeds maximum operation depth" in alice(query)["errors"][0]["message"]
+    assert len(calls) == 4
+    settings.GRAPHQL_MAX_DEPTH = default  # the text already passed under these rules
+    assert "errors" not in alice(query) and len(calls) == 4
+
+
 def test_field_suggestions_are_off(alice):
     result = alice("query { me { emial } }")
     assert error_codes(result) == ["BAD_USER_INPUT"]

@@ -6,13 +6,14 @@ import strawberry
 from django.conf import settings
 from graphql import GraphQLError
 from strawberry import relay
-from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import DisableIntrospection, MaxTokensLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from . import chats, documents, recipes, users
 from .errors import ErrorCodes, classify
+from .validation import AliasLimit, DepthLimit, ValidateOnce
 
 logger = logging.getLogger("backend.graphql")
 
@@ -36,11 +37,12 @@ class Schema(strawberry.Schema):
 
 
 def build_schema() -> Schema:
-    # Factories: limits are read from settings for each operation.
+    # Limits are read from settings for each operation; ValidateOnce comes after the rules.
     extensions = [
-        lambda: QueryDepthLimiter(max_depth=settings.GRAPHQL_MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.GRAPHQL_MAX_ALIASES),
+        DepthLimit,
+        AliasLimit,
         lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
+        ValidateOnce,
         DjangoOptimizerExtension,
         ErrorCodes,
     ]
