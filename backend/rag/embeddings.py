@@ -34,6 +34,29 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> np.ndarray: ...
 
 
+MAX_PADDING = 0.15  # at most this share of a batch's tokens may be padding
+
+
+def length_batches(lengths: list[int], batch_size: int, max_padding: float = MAX_PADDING) -> list[list[int]]:
+    """Indexes of texts grouped into batches of similar token counts: longest first, a batch
+    closes at ``batch_size`` texts or when padding to its longest text would exceed
+    ``max_padding`` of its tokens. Padding is computed like any other token, and a document's
+    chunks are typically several full ones and a short last one: padding was half the work."""
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    tokens = 0
+    for i in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
+        if batch and (len(batch) == batch_size or
+                      lengths[batch[0]] * (len(batch) + 1) > (1 + max_padding) * (tokens + lengths[i])):
+            batches.append(batch)
+            batch, tokens = [], 0
+        batch.append(i)
+        tokens += lengths[i]
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 class SentenceTransformerEmbedder:
     name = MODEL_NAME
     dimension = DIMENSION
@@ -49,12 +72,17 @@ class SentenceTransformerEmbedder:
         self._lock = threading.Lock()  # one encode at a time: torch already uses every core
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
+            return out
+        lengths = [len(ids) for ids in self.model.tokenizer(texts, truncation=True,
+                                                            max_length=self.model.max_seq_length)["input_ids"]]
         with self._lock:
-            vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                        convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
+            for batch in length_batches(lengths, self.batch_size):
+                out[batch] = self.model.encode([texts[i] for i in batch], batch_size=len(batch),
+                                               normalize_embeddings=True, convert_to_numpy=True,
+                                               show_progress_bar=False)
+        return out
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]
@@ -89,7 +117,7 @@ class OnnxEmbedder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    max_padding = 0.15  # at most this share of a batch's tokens may be padding
+    max_padding = MAX_PADDING
 
     def _run(self, rows: list[list[int]]) -> np.ndarray:
         """Vectors of token id rows (already truncated), padded to the longest of them."""
@@ -112,23 +140,11 @@ class OnnxEmbedder:
         return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
-        """Texts of similar length run together: sorted by token count, a batch closes at
-        ``batch_size`` texts or when padding would exceed ``max_padding`` of its tokens (padding
-        is computed like any other token, and texts of mixed lengths are the norm)."""
+        """Texts of similar token counts run together (``length_batches``), tokenized once."""
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         rows = self._tokens(texts)
-        order = sorted(range(len(texts)), key=lambda i: -len(rows[i]))
-        batch: list[int] = []
-        for i in order:
-            # Longest first: adding row i pads every row to the batch's first (longest) row.
-            if batch and (len(batch) == self.batch_size or
-                          len(rows[batch[0]]) * (len(batch) + 1) > (1 + self.max_padding) *
-                          (sum(len(rows[j]) for j in batch) + len(rows[i]))):
-                out[batch] = self._run([rows[j] for j in batch])
-                batch = []
-            batch.append(i)
-        if batch:
-            out[batch] = self._run([rows[j] for j in batch])
+        for batch in length_batches([len(r) for r in rows], self.batch_size, self.max_padding):
+            out[batch] = self._run([rows[i] for i in batch])
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
