@@ -68,17 +68,20 @@ async def new_chat(user, model):
     return chat, str(relay.GlobalID("Chat", str(chat.pk)))
 
 
-async def stream(ws, chat_gid, content, **variables):
-    op = await ws.subscribe(STREAM, {"chat": chat_gid, "content": content, **variables})
+async def events_until_complete(ws, timeout=60):
     events = []
     while True:
-        message = await ws.receive(timeout=60)
+        message = await ws.receive(timeout=timeout)
         if message["type"] == "complete":
-            break
+            return events
         assert message["type"] == "next", message
         assert "errors" not in message["payload"], message
         events.append(message["payload"]["data"]["chatStream"])
-    return op, events
+
+
+async def stream(ws, chat_gid, content, **variables):
+    op = await ws.subscribe(STREAM, {"chat": chat_gid, "content": content, **variables})
+    return op, await events_until_complete(ws)
 
 
 def kinds(events):
@@ -268,12 +271,7 @@ async def test_cancel_generation_stops_the_stream(alice_user, openai):
     result = await control.execute("mutation($id: ID!) { cancelGeneration(messageId: $id) { ... on Message { id } } }",
                                    {"id": started["messageId"]})
     assert "errors" not in result["payload"], result
-    events = []
-    while True:
-        message = await ws.receive(timeout=30)
-        if message["type"] == "complete":
-            break
-        events.append(message["payload"]["data"]["chatStream"])
+    events = await events_until_complete(ws, timeout=30)
     assert events[-1]["__typename"] == "StreamDone" and events[-1]["message"]["status"] == "CANCELLED"
     assert len(events[-1]["message"]["content"].split()) < 300
     await ws.close()
@@ -343,11 +341,7 @@ async def test_growing_answers_of_concurrent_streams_are_written_together(alice_
     assert [m.status for m in midway] == ["STREAMING"] * 4
     assert all(m.content.startswith("word0 word1") and len(m.content.split()) < 60 for m in midway), midway
 
-    async def drain(ws):
-        while (await ws.receive(timeout=30))["type"] != "complete":
-            pass
-
-    await asyncio.gather(*(drain(ws) for ws in sockets))
+    await asyncio.gather(*(events_until_complete(ws, timeout=30) for ws in sockets))
     final = await sync_to_async(list)(Message.objects.filter(chat__in=[c for c, _ in chats], role="assistant"))
     assert {m.status for m in final} == {"COMPLETE"} and {len(m.content.split()) for m in final} == {60}
     assert writes and max(len(w) for w in writes) == 4  # the four streams in one write
@@ -367,12 +361,7 @@ async def test_a_cancel_recorded_by_another_server_process_stops_the_stream(alic
     await ws.receive()
     # What cancelGeneration does when the stream runs in another process: only the row changes.
     await sync_to_async(Message.objects.filter(chat=chat, role="assistant").update)(cancel_requested=True)
-    events = []
-    while True:
-        message = await ws.receive(timeout=30)
-        if message["type"] == "complete":
-            break
-        events.append(message["payload"]["data"]["chatStream"])
+    events = await events_until_complete(ws, timeout=30)
     assert events[-1]["__typename"] == "StreamDone" and events[-1]["message"]["status"] == "CANCELLED"
     assert len(events[-1]["message"]["content"].split()) < 100  # stopped within about a second
     await ws.close()

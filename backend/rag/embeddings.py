@@ -99,6 +99,7 @@ class OnnxEmbedder:
 
     dimension = DIMENSION
     max_length = 256  # the model's max_seq_length in sentence-transformers
+    max_padding = MAX_PADDING
 
     def __init__(self, cache_dir: str | os.PathLike, batch_size: int = 16, threads: int | None = None,
                  quantized: bool = False):
@@ -117,8 +118,6 @@ class OnnxEmbedder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    max_padding = MAX_PADDING
-
     def _run(self, rows: list[list[int]]) -> np.ndarray:
         """Vectors of token id rows (already truncated), padded to the longest of them."""
         width = max(map(len, rows))
@@ -133,9 +132,6 @@ class OnnxEmbedder:
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
-    def _batch(self, texts: list[str]) -> np.ndarray:
-        return self._run(self._tokens(texts))
-
     def _tokens(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
 
@@ -148,7 +144,7 @@ class OnnxEmbedder:
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._batch([text])[0]
+        return self._run(self._tokens([text]))[0]
 
 
 def OnnxInt8Embedder(cache_dir, batch_size: int = 16, threads: int | None = None) -> OnnxEmbedder:
@@ -252,9 +248,9 @@ def get_embedder() -> Embedder:
 
 class SplitEmbedder:
     """Documents through one backend, queries through another of the same model: documents want
-    throughput (int8), a search's query wants latency and the exact
-    vectors (fp32 ONNX, the same as sentence-transformers'). The query encoder is made on the
-    first query; if that cannot be done, queries go through the documents' encoder."""
+    throughput (int8), a search's query wants latency and the exact vectors (fp32 ONNX, the same
+    as sentence-transformers'). The query encoder is made on the first query; if that cannot be
+    done, queries go through the documents' encoder."""
 
     dimension = DIMENSION
 
