@@ -144,8 +144,8 @@ def main():
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()), flush=True)
 
     best = {k: rates(min(v, key=lambda x: x["seconds"])) for k, v in runs.items()}
-    figures = {"backend": args.backend, "task_workers": settings.TASK_WORKERS, "files": [f.name for f in files], "rounds": rounds, "chunk_size": settings.CHUNK_SIZE,
-               "chunk_overlap": settings.CHUNK_OVERLAP, **best,
+    figures = {"backend": args.backend, "task_workers": settings.TASK_WORKERS, "files": [f.name for f in files],
+               "rounds": rounds, "chunk_size": settings.CHUNK_SIZE, "chunk_overlap": settings.CHUNK_OVERLAP, **best,
                "ratios": {
                    "project_vs_langchain_documents_per_second": round(
                        best["project"]["documents_per_second"] / best["langchain"]["documents_per_second"], 3),

@@ -84,6 +84,16 @@ async def stream(ws, chat_gid, content, **variables):
     return op, await events_until_complete(ws)
 
 
+async def long_answer(user, openai, words):
+    """A gpt-4 chat of ``user`` streaming "word0 word1 ...", a word every 20 ms: (chat, socket, operation id)."""
+    openai.tokens = [f"word{i} " for i in range(words)]
+    openai.delay = 0.02
+    chat, gid = await new_chat(user, "gpt-4")
+    ws = await socket_for(user)
+    op = await ws.subscribe(STREAM, {"chat": gid, "content": "Write a long text"})
+    return chat, ws, op
+
+
 def kinds(events):
     return [e["__typename"] for e in events]
 
@@ -221,11 +231,7 @@ async def test_rag_says_so_without_calling_a_provider_when_nothing_passes(alice_
 
 
 async def test_dropping_the_connection_leaves_the_answer_interrupted(alice_user, openai):
-    openai.tokens = [f"word{i} " for i in range(200)]
-    openai.delay = 0.02
-    chat, gid = await new_chat(alice_user, "gpt-4")
-    ws = await socket_for(alice_user)
-    await ws.subscribe(STREAM, {"chat": gid, "content": "Write a long text"})
+    chat, ws, _ = await long_answer(alice_user, openai, 200)
     for _ in range(30):
         await ws.receive()
     await asyncio.sleep(0.6)  # past one save of the growing answer
@@ -241,11 +247,7 @@ async def test_dropping_the_connection_leaves_the_answer_interrupted(alice_user,
 
 
 async def test_completing_the_subscription_cancels_and_keeps_the_partial_answer(alice_user, openai):
-    openai.tokens = [f"word{i} " for i in range(200)]
-    openai.delay = 0.02
-    chat, gid = await new_chat(alice_user, "gpt-4")
-    ws = await socket_for(alice_user)
-    op = await ws.subscribe(STREAM, {"chat": gid, "content": "Write a long text"})
+    chat, ws, op = await long_answer(alice_user, openai, 200)
     for _ in range(10):
         await ws.receive()
     await ws.complete(op)
@@ -260,12 +262,8 @@ async def test_completing_the_subscription_cancels_and_keeps_the_partial_answer(
 
 
 async def test_cancel_generation_stops_the_stream(alice_user, openai):
-    openai.tokens = [f"word{i} " for i in range(300)]
-    openai.delay = 0.02
-    chat, gid = await new_chat(alice_user, "gpt-4")
-    ws = await socket_for(alice_user)
+    chat, ws, _ = await long_answer(alice_user, openai, 300)
     control = await socket_for(alice_user)
-    op = await ws.subscribe(STREAM, {"chat": gid, "content": "Write a long text"})
     started = (await ws.receive())["payload"]["data"]["chatStream"]
     await ws.receive()
     result = await control.execute("mutation($id: ID!) { cancelGeneration(messageId: $id) { ... on Message { id } } }",
@@ -330,19 +328,15 @@ async def test_growing_answers_of_concurrent_streams_are_written_together(alice_
     writes = []
     real = chat_services.save_partials
     monkeypatch.setattr(chat_services, "save_partials", lambda contents: writes.append(dict(contents)) or real(contents))
-    openai.tokens = [f"word{i} " for i in range(60)]
-    openai.delay = 0.02
-    chats = [await new_chat(alice_user, "gpt-4") for _ in range(4)]
-    sockets = [await socket_for(alice_user) for _ in chats]
-    for ws, (_, gid) in zip(sockets, chats):
-        await ws.subscribe(STREAM, {"chat": gid, "content": "Write a long text"})
+    streams = [await long_answer(alice_user, openai, 60) for _ in range(4)]
+    chats, sockets = [chat for chat, _, _ in streams], [ws for _, ws, _ in streams]
     await asyncio.sleep(0.8)
-    midway = await sync_to_async(list)(Message.objects.filter(chat__in=[c for c, _ in chats], role="assistant"))
+    midway = await sync_to_async(list)(Message.objects.filter(chat__in=chats, role="assistant"))
     assert [m.status for m in midway] == ["STREAMING"] * 4
     assert all(m.content.startswith("word0 word1") and len(m.content.split()) < 60 for m in midway), midway
 
     await asyncio.gather(*(events_until_complete(ws, timeout=30) for ws in sockets))
-    final = await sync_to_async(list)(Message.objects.filter(chat__in=[c for c, _ in chats], role="assistant"))
+    final = await sync_to_async(list)(Message.objects.filter(chat__in=chats, role="assistant"))
     assert {m.status for m in final} == {"COMPLETE"} and {len(m.content.split()) for m in final} == {60}
     assert writes and max(len(w) for w in writes) == 4  # the four streams in one write
     assert len(writes) <= 6  # about one per half second, not one per token or per stream
@@ -351,11 +345,7 @@ async def test_growing_answers_of_concurrent_streams_are_written_together(alice_
 
 
 async def test_a_cancel_recorded_by_another_server_process_stops_the_stream(alice_user, openai):
-    openai.tokens = [f"word{i} " for i in range(300)]
-    openai.delay = 0.02
-    chat, gid = await new_chat(alice_user, "gpt-4")
-    ws = await socket_for(alice_user)
-    await ws.subscribe(STREAM, {"chat": gid, "content": "Write a long text"})
+    chat, ws, _ = await long_answer(alice_user, openai, 300)
     started = (await ws.receive())["payload"]["data"]["chatStream"]
     assert started["__typename"] == "StreamStarted"
     await ws.receive()

@@ -51,7 +51,6 @@ def test_queries_go_through_the_fp32_onnx_graph_with_the_same_vectors(tmp_path):
     assert np.array_equal(fast.embed_documents(TEXTS), documents.embed_documents(TEXTS))
 
 
-
 def test_texts_of_similar_length_run_together_with_the_same_vectors(tmp_path):
     """Padding is computed like any other token: a batch holds texts of similar token counts,
     and the vectors are those of each text embedded on its own (fp32: the torch model's)."""
