@@ -29,9 +29,14 @@ application = ProtocolTypeRouter({
 })
 
 
+# Ingestion survives its worker: documents left behind by a dead run are found and queued again
+# (the embedded runner also resumes everything at start-up: this process was its only worker).
 if settings.INGEST_RESUME_ON_START and not settings.CELERY_BROKER_URL:
     import threading
 
-    from backend.documents.ingest import resume_unfinished
+    from backend.documents.recovery import resume_unfinished
 
     threading.Thread(target=resume_unfinished, name="resume-ingestion", daemon=True).start()
+from backend.documents.recovery import start_sweeper  # noqa: E402
+
+start_sweeper()

@@ -1,6 +1,11 @@
 """Celery workers run the same registered tasks as the in-process runner.
 
-Start one with: celery -A backend worker --loglevel=INFO (with CELERY_BROKER_URL set).
+Start one with: celery -A backend worker --loglevel=INFO --concurrency=2 (with CELERY_BROKER_URL
+set), the command of docker-compose.yml; every pool works (prefork, the default, included: text
+extraction runs in a subprocess, not a multiprocessing child). A task is acknowledged after it
+finishes and rejected back to the queue when its pool process dies; a message whose whole worker
+died is redelivered after CELERY_VISIBILITY_TIMEOUT, and the web processes' ingestion sweep
+requeues such documents sooner (backend/documents/recovery.py).
 """
 
 import os
@@ -18,7 +23,9 @@ from backend.core.tasks import REGISTRY  # noqa: E402
 
 app = Celery("backend", broker=settings.CELERY_BROKER_URL or None)
 app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
-                task_serializer="json", accept_content=["json"])
+                task_serializer="json", accept_content=["json"],
+                broker_transport_options={"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT},
+                broker_connection_retry_on_startup=True)
 
 for _name, _fn in REGISTRY.items():
     app.task(name=_name, bind=False)(_fn)

@@ -104,10 +104,24 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 1)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 8)
+DB_POOL_TIMEOUT = float(env("DB_POOL_TIMEOUT", "5"))
 if env("DATABASE_URL"):
     import dj_database_url
 
-    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"), conn_max_age=60)}
+    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"))}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX_SIZE > 0:
+        # Django runs each request's sync code on a new thread: persistent per-thread connections
+        # pile up until PostgreSQL refuses more, and a new connection per request costs ~10 ms.
+        # One psycopg pool per process bounds and reuses them; a request that waits longer than
+        # DB_POOL_TIMEOUT for one gets HTTP 503 (backend.core.unavailable), never a 500.
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE), "max_size": DB_POOL_MAX_SIZE,
+            "timeout": DB_POOL_TIMEOUT, "max_idle": 300}
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 0)
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -225,13 +239,27 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # --- Documents and background work -----------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL")
+# A task is acknowledged when it finishes; a message whose worker died unacknowledged is
+# redelivered after this long (Redis broker). Longer than the longest ingestion, or a slow one
+# would run twice; the ingestion sweep below finds a dead worker's documents much sooner.
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
 TASK_WORKERS = env_int("TASK_WORKERS", 2)
 # Resume documents left PENDING or PROCESSING when the server starts (embedded runner only).
 INGEST_RESUME_ON_START = env_bool("INGEST_RESUME_ON_START", DJANGO_ENV != "test")
+# Ingestion leases (backend/documents/recovery.py): a running task touches its document every
+# INGEST_HEARTBEAT s; web processes sweep every INGEST_SWEEP_INTERVAL s (0: off) and requeue a
+# PROCESSING document silent for INGEST_STALE_AFTER s (a PENDING one after
+# INGEST_PENDING_STALE_AFTER s), or fail it INTERRUPTED after INGEST_MAX_ATTEMPTS runs.
+INGEST_HEARTBEAT = float(env("INGEST_HEARTBEAT", "10"))
+INGEST_SWEEP_INTERVAL = float(env("INGEST_SWEEP_INTERVAL", "0" if DJANGO_ENV == "test" else "30"))
+INGEST_STALE_AFTER = env_int("INGEST_STALE_AFTER", 60)
+INGEST_PENDING_STALE_AFTER = env_int("INGEST_PENDING_STALE_AFTER", 300)
+INGEST_MAX_ATTEMPTS = env_int("INGEST_MAX_ATTEMPTS", 3)
 DOCUMENT_MAX_BYTES = env_int("DOCUMENT_MAX_BYTES", 25 * 1024 * 1024)
 DOCUMENT_MAX_PAGES = env_int("DOCUMENT_MAX_PAGES", 2000)
 DOCUMENT_MAX_CHARS = env_int("DOCUMENT_MAX_CHARS", 5_000_000)
 DOCUMENT_PARSE_TIMEOUT = float(env("DOCUMENT_PARSE_TIMEOUT", "120"))
+DOCUMENT_PARSE_MEMORY_MB = env_int("DOCUMENT_PARSE_MEMORY_MB", 2048)  # address space of the extraction process
 CHUNK_SIZE = env_int("CHUNK_SIZE", 1000)
 CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 16)
@@ -277,14 +305,19 @@ USE_TZ = True
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Behind a TLS-terminating proxy (X-Forwarded-Proto), plain HTTP is redirected to HTTPS.
+    # Without one (the compose file's default) the process answers plain HTTP itself.
+    BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", BEHIND_TLS_PROXY)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SECURE_REFERRER_POLICY = "same-origin"
-    if env_bool("BEHIND_TLS_PROXY", True):
+    if BEHIND_TLS_PROXY:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Probes of orchestrators and load balancers speak plain HTTP to the process itself.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$", r"^readyz$"]
 X_FRAME_OPTIONS = "DENY"
 
 LOGGING = {

@@ -7,6 +7,8 @@ from backend.documents.views import download
 from backend.schema import schema
 from backend.schema.views import GraphQLView, graphql_ide
 
+handler500 = "backend.core.unavailable.server_error"
+
 urlpatterns = [
     path("graphql/", GraphQLView.as_view(schema=schema, graphql_ide=graphql_ide(), multipart_uploads_enabled=True)),
     path("healthz", healthz),

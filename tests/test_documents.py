@@ -366,7 +366,7 @@ def test_deleting_the_account_removes_document_files(alice):
 
 
 def test_unfinished_documents_are_resumed(alice):
-    from backend.documents.ingest import resume_unfinished
+    from backend.documents.recovery import resume_unfinished
 
     upload(alice, "plants.md", PHOTOSYNTHESIS_MD)
     wait()

@@ -1,7 +1,9 @@
 """The ingestion task: extract -> chunk -> embed -> save chunks -> update the index.
 
-Idempotent: a READY document is left alone, a half-done one starts over (its chunks are replaced
-in one transaction). Each stage is committed and then announced to the collection's subscribers.
+Idempotent: a run starts only with the document's lease (``recovery.claim``), so a READY document
+or one another live run holds is left alone, and a half-done one starts over (its chunks are
+replaced in one transaction). Each stage is committed and then announced to the collection's
+subscribers. Whatever goes wrong ends the document FAILED with a code, never PROCESSING.
 """
 
 import hashlib
@@ -17,7 +19,7 @@ from backend.core.tasks import task
 from backend.rag import chunking, embeddings, loaders
 from backend.rag.parsing import extract_with_timeout
 
-from . import vectors
+from . import recovery, vectors
 from .models import Chunk, Collection, Document
 from .services import publish_document_event
 
@@ -30,12 +32,13 @@ def _set(document: Document, **fields) -> None:
     for name, value in fields.items():
         setattr(document, name, value)
     with transaction.atomic():
-        updated = Document.objects.filter(pk=document.pk).update(**fields, updated_at=timezone.now())
+        now = timezone.now()
+        updated = Document.objects.filter(pk=document.pk).update(**fields, updated_at=now, heartbeat_at=now)
         if updated:
             publish_document_event(document)
 
 
-def _fail(document: Document, code: str, message: str) -> None:
+def fail(document: Document, code: str, message: str) -> None:
     _set(document, status=Document.Status.FAILED, stage="failed", error_code=code, error_message=message,
          processed_at=timezone.now())
 
@@ -64,48 +67,18 @@ def _embed(texts: list[str], document: Document) -> list[bytes]:
 
 @task("documents.ingest")
 def ingest(document_id: int) -> None:
-    document = Document.objects.filter(pk=document_id).first()
-    if document is None or document.status in (Document.Status.READY, Document.Status.FAILED):
-        return
-    _set(document, status=Document.Status.PROCESSING, stage="extracting", progress=5, error_code="",
-         error_message="")
+    document = recovery.claim(document_id)
+    if document is None:
+        return  # finished, deleted, or in the hands of a live run
+    publish_document_event(document)
     try:
-        with default_storage.open(document.storage_key, "rb") as handle:
-            data = handle.read()
-    except (FileNotFoundError, OSError):
-        _fail(document, "FILE_MISSING", "The uploaded file is missing from storage. Upload it again.")
-        return
-    try:
-        extracted = extract_with_timeout(data, document.file_type, timeout=settings.DOCUMENT_PARSE_TIMEOUT,
-                                         max_pages=settings.DOCUMENT_MAX_PAGES, max_chars=settings.DOCUMENT_MAX_CHARS)
-    except loaders.ExtractionError as exc:
-        _fail(document, exc.code, exc.message)
-        return
-    try:
-        _set(document, stage="chunking", progress=30, page_count=extracted.page_count,
-             word_count=len(extracted.text.split()), metadata=extracted.metadata)
-        pieces = chunking.chunk(extracted, size=settings.CHUNK_SIZE, overlap=settings.CHUNK_OVERLAP)
-        _set(document, stage="embedding", progress=40)
-        blobs = _embed([p.text for p in pieces], document)
-        _set(document, stage="indexing", progress=95)
-        model = embeddings.get_embedder().name
-        with transaction.atomic():
-            if not Document.objects.select_for_update().filter(pk=document.pk).exists():
-                return  # deleted while we worked
-            Chunk.objects.filter(document=document).delete()
-            created = Chunk.objects.bulk_create([
-                Chunk(document=document, collection_id=document.collection_id, position=p.position, text=p.text,
-                      text_hash=hashlib.sha256(p.text.encode()).hexdigest(), page_start=p.page_start,
-                      page_end=p.page_end, char_start=p.char_start, char_end=p.char_end,
-                      token_count=p.token_count, section=p.section[:500], vector=blob, embedding_model=model)
-                for p, blob in zip(pieces, blobs)
-            ])
-            Collection.objects.filter(pk=document.collection_id).update(index_version=F("index_version") + 1)
-            _set(document, status=Document.Status.READY, stage="ready", progress=100, chunk_count=len(created),
-                 processed_at=timezone.now())
-    except Exception:
+        with recovery.heartbeat(document.pk):
+            _process(document)
+    except Exception:  # an unexpected error must not leave the document PROCESSING
         logger.exception("ingestion of document %s failed", document_id)
-        _fail(document, "INTERNAL", f"Something went wrong while processing this file. {FAILURE_HINT}")
+        fail(document, "INTERNAL", f"Something went wrong while processing this file. {FAILURE_HINT}")
+        return
+    if document.status != Document.Status.READY:
         return
     try:
         vectors.schedule_sync(document.collection_id)
@@ -113,18 +86,44 @@ def ingest(document_id: int) -> None:
         logger.exception("could not schedule the index update of collection %s", document.collection_id)
 
 
+def _process(document: Document) -> None:
+    try:
+        with default_storage.open(document.storage_key, "rb") as handle:
+            data = handle.read()
+    except (FileNotFoundError, OSError):
+        fail(document, "FILE_MISSING", "The uploaded file is missing from storage. Upload it again.")
+        return
+    try:
+        extracted = extract_with_timeout(data, document.file_type, timeout=settings.DOCUMENT_PARSE_TIMEOUT,
+                                         max_pages=settings.DOCUMENT_MAX_PAGES, max_chars=settings.DOCUMENT_MAX_CHARS,
+                                         memory_mb=settings.DOCUMENT_PARSE_MEMORY_MB)
+    except loaders.ExtractionError as exc:
+        fail(document, exc.code, exc.message)
+        return
+    _set(document, stage="chunking", progress=30, page_count=extracted.page_count,
+         word_count=len(extracted.text.split()), metadata=extracted.metadata)
+    pieces = chunking.chunk(extracted, size=settings.CHUNK_SIZE, overlap=settings.CHUNK_OVERLAP)
+    _set(document, stage="embedding", progress=40)
+    blobs = _embed([p.text for p in pieces], document)
+    _set(document, stage="indexing", progress=95)
+    model = embeddings.get_embedder().name
+    with transaction.atomic():
+        if not Document.objects.select_for_update().filter(pk=document.pk).exists():
+            return  # deleted while we worked
+        Chunk.objects.filter(document=document).delete()
+        created = Chunk.objects.bulk_create([
+            Chunk(document=document, collection_id=document.collection_id, position=p.position, text=p.text,
+                  text_hash=hashlib.sha256(p.text.encode()).hexdigest(), page_start=p.page_start,
+                  page_end=p.page_end, char_start=p.char_start, char_end=p.char_end,
+                  token_count=p.token_count, section=p.section[:500], vector=blob, embedding_model=model)
+            for p, blob in zip(pieces, blobs)
+        ])
+        Collection.objects.filter(pk=document.collection_id).update(index_version=F("index_version") + 1)
+        _set(document, status=Document.Status.READY, stage="ready", progress=100, chunk_count=len(created),
+             processed_at=timezone.now())
+
+
 @task("documents.sync_index")
 def sync_index(collection_id: int) -> None:
     """Idempotent: brings the collection's FAISS file to the database's version."""
     vectors.run_scheduled_sync(collection_id)
-
-
-def resume_unfinished() -> int:
-    """Queue documents left PENDING or PROCESSING (by a crash or a restart)."""
-    from backend.core.tasks import runner
-
-    ids = list(Document.objects.filter(status__in=[Document.Status.PENDING, Document.Status.PROCESSING])
-               .values_list("pk", flat=True))
-    for pk in ids:
-        runner().submit("documents.ingest", pk)
-    return len(ids)

@@ -104,6 +104,10 @@ class Document(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Ingestion's lease: the task that claimed the document touches this while it works. A
+    # PROCESSING document whose heartbeat is older than INGEST_STALE_AFTER has lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
 
     objects = ScopedQuerySet.as_manager()
 

@@ -20,6 +20,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from backend.core import events, tasks, userdata
 from backend.core.errors import Forbidden, NotFound
@@ -207,7 +208,8 @@ def upload_document(user, upload, *, collection_id=None, tags=None, title: str |
     digest = hashlib.sha256(data).hexdigest()
     existing = Document.objects.filter(collection=collection, sha256=digest).first()
     if existing is not None:
-        return UploadResult(existing, True)
+        retried = _retry_broken(existing, user, data, name)
+        return UploadResult(retried or existing, retried is None)
 
     key = default_storage.save(f"documents/{collection.uid.hex}/{uuid.uuid4().hex}", ContentFile(data))
     try:
@@ -228,6 +230,33 @@ def upload_document(user, upload, *, collection_id=None, tags=None, title: str |
         _remove_files([key])
         raise
     return UploadResult(document, False)
+
+
+def _retry_broken(document: Document, user, data: bytes, name: str) -> Document | None:
+    """The same file again after its document FAILED or lost its worker: process it again.
+
+    A file that failed (or whose run died) is not a duplicate of a good document: the new copy
+    replaces the stored one (the old may be what was missing) and ingestion starts over.
+    """
+    from .recovery import is_stuck
+
+    if document.status != Document.Status.FAILED and not is_stuck(document):
+        return None
+    key = default_storage.save(f"documents/{document.collection.uid.hex}/{uuid.uuid4().hex}", ContentFile(data))
+    with transaction.atomic():
+        updated = Document.objects.filter(pk=document.pk, status=document.status).update(
+            status=Document.Status.PENDING, stage="queued", progress=0, error_code="", error_message="",
+            storage_key=key, original_name=name, uploaded_by=user, attempts=0, heartbeat_at=timezone.now(),
+            updated_at=timezone.now())
+        if not updated:  # someone else retried it first
+            transaction.on_commit(lambda: _remove_files([key]))
+            return None
+        old_key = document.storage_key
+        document.refresh_from_db()
+        publish_document_event(document)
+        tasks.enqueue("documents.ingest", document.pk)
+        transaction.on_commit(lambda: _remove_files([old_key]))
+    return document
 
 
 def get_document(user, pk, *, need: str = Role.VIEWER) -> Document:

@@ -1,62 +1,186 @@
-"""Run extraction in a child process with a time limit.
+"""Run extraction in a child process with time and memory limits.
 
-A hostile or pathological file can make a parser spin; a thread cannot be stopped, a process can.
-One spawned worker process is kept warm and replaced when it has to be killed.
+A hostile or pathological file can make a parser spin or allocate without bound; a thread cannot
+be stopped, a process can. The child is a plain subprocess (``python -m backend.rag.parsing``),
+not a multiprocessing child: Celery's prefork pool runs tasks in daemonic processes, which may not
+start multiprocessing children ("daemonic processes are not allowed to have children"), while a
+subprocess works in every pool, in daphne and in a thread. The child caps its own address space
+(RLIMIT_AS) and asks Linux to kill it when its parent dies, so a killed server or worker leaves no
+parser running. Requests and answers are length-prefixed JSON on the child's stdin and stdout
+and raw bytes for the file (never pickle: the child reads untrusted files). Children are kept warm and reused, one per
+concurrent extraction; a child that timed out or broke is killed and replaced.
 """
 
-import multiprocessing
+import json
+import os
+import selectors
+import struct
+import subprocess
+import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures.process import BrokenProcessPool
+import time
+from pathlib import Path
 
 from .loaders import ExtractionError, Extracted, extract
 
-_pool: ProcessPoolExecutor | None = None
+_HEADER = struct.Struct(">Q")
+_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the ``backend`` package
+
+
+class _Broken(Exception):
+    """The child died or spoke out of turn."""
+
+
+class _Child:
+    def __init__(self, memory_mb: int):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")])),
+               "PARSER_PARENT_PID": str(os.getpid()), "PARSER_MEMORY_MB": str(memory_mb)}
+        self.memory_mb = memory_mb
+        self.process = subprocess.Popen([sys.executable, "-m", "backend.rag.parsing"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=_ROOT)
+
+    def call(self, request: dict, data: bytes, timeout: float) -> list:
+        deadline = time.monotonic() + timeout
+        meta = json.dumps(request).encode()
+        try:
+            self.process.stdin.write(_HEADER.pack(len(meta)) + meta + _HEADER.pack(len(data)))
+            self.process.stdin.write(data)
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise _Broken() from exc
+        size = _HEADER.unpack(self._read(_HEADER.size, deadline))[0]
+        return json.loads(self._read(size, deadline).decode("utf-8", "surrogatepass"))
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        fd = self.process.stdout.fileno()
+        chunks, missing = [], size
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while missing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    raise TimeoutError()
+                chunk = os.read(fd, min(missing, 1 << 20))
+                if not chunk:
+                    raise _Broken()
+                chunks.append(chunk)
+                missing -= len(chunk)
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        self.process.kill()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+_idle: list[_Child] = []
 _lock = threading.Lock()
 
 
-def _get_pool() -> ProcessPoolExecutor:
-    global _pool
+def _checkout(memory_mb: int) -> _Child:
     with _lock:
-        if _pool is None:
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        return _pool
+        while _idle:
+            child = _idle.pop()
+            if child.process.poll() is None and child.memory_mb == memory_mb:
+                return child
+            child.kill()
+    return _Child(memory_mb)
 
 
-def _kill_pool() -> None:
-    global _pool
+def _checkin(child: _Child) -> None:
     with _lock:
-        pool, _pool = _pool, None
-    if pool is None:
-        return
-    for process in list(getattr(pool, "_processes", {}).values()):
-        process.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
+        _idle.append(child)
 
 
-def _run(data: bytes, kind: str, max_pages: int, max_chars: int):
-    try:
-        return ("ok", extract(data, kind, max_pages=max_pages, max_chars=max_chars))
-    except ExtractionError as exc:
-        return ("error", exc.code, exc.message)
+def shutdown() -> None:
+    """Kill the warm children (tests; a dying parent takes them with it anyway)."""
+    with _lock:
+        children, _idle[:] = list(_idle), []
+    for child in children:
+        child.kill()
 
 
-def extract_with_timeout(data: bytes, kind: str, *, timeout: float, max_pages: int, max_chars: int) -> Extracted:
+def extract_with_timeout(data: bytes, kind: str, *, timeout: float, max_pages: int, max_chars: int,
+                         memory_mb: int = 2048) -> Extracted:
+    request = {"kind": kind, "max_pages": max_pages, "max_chars": max_chars}
     for attempt in (1, 2):
-        future = _get_pool().submit(_run, data, kind, max_pages, max_chars)
+        child = _checkout(memory_mb)
         try:
-            result = future.result(timeout=timeout)
-        except FutureTimeout:
-            _kill_pool()
+            answer = child.call(request, data, timeout)
+        except TimeoutError:
+            child.kill()
             raise ExtractionError("TIMEOUT", f"Reading this file took longer than {timeout:g} seconds. It may be "
                                   "malformed; try saving it again or splitting it.")
-        except BrokenProcessPool:
-            _kill_pool()
+        except _Broken:
+            child.kill()
             if attempt == 2:
                 raise ExtractionError("CORRUPT", "This file crashed the reader. Try saving it again.")
             continue
-        if result[0] == "error":
-            raise ExtractionError(result[1], result[2])
-        return result[1]
+        _checkin(child)
+        if answer[0] == "error":
+            raise ExtractionError(answer[1], answer[2])
+        return Extracted(answer[1], [(number, text) for number, text in answer[2]], answer[3])
     raise AssertionError("unreachable")
+
+
+# --- the child --------------------------------------------------------------------------------
+
+def _die_with_parent() -> None:
+    parent = int(os.environ.get("PARSER_PARENT_PID", "0"))
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+    if parent and os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(0)
+
+
+def _limit_memory() -> None:
+    megabytes = int(os.environ.get("PARSER_MEMORY_MB", "0"))
+    if megabytes > 0:
+        import resource
+
+        limit = megabytes * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _answer(request: dict, data: bytes) -> list:
+    try:
+        result = extract(data, request["kind"], max_pages=request["max_pages"],
+                         max_chars=request["max_chars"])
+    except ExtractionError as exc:
+        return ["error", exc.code, exc.message]
+    except MemoryError:
+        return ["error", "TOO_LARGE", "Reading this file needs more memory than the limit allows. Split it or "
+                "save it again with fewer images."]
+    return ["ok", result.kind, result.pages, result.metadata]
+
+
+def _serve() -> None:
+    _die_with_parent()
+    _limit_memory()
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        header = stdin.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return
+        request = json.loads(stdin.read(_HEADER.unpack(header)[0]))
+        data = stdin.read(_HEADER.unpack(stdin.read(_HEADER.size))[0])
+        body = json.dumps(_answer(request, data), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        stdout.write(_HEADER.pack(len(body)) + body)
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    _serve()

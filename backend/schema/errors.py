@@ -7,6 +7,7 @@ from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.relay.types import GlobalIDValueError
 
+from backend.core import unavailable
 from backend.core.errors import ServiceError
 
 logger = logging.getLogger("backend.graphql")
@@ -30,6 +31,8 @@ def classify(error: GraphQLError) -> tuple[str, str]:
         return "NOT_FOUND", "Not found."
     if isinstance(original, PermissionDenied):
         return "FORBIDDEN", "You are not allowed to do this."
+    if unavailable.is_unavailable(original):
+        return "UNAVAILABLE", unavailable.MESSAGE
     return "INTERNAL", INTERNAL_MESSAGE
 
 

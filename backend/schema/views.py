@@ -1,6 +1,7 @@
 """The HTTP view and the websocket consumer for ``/graphql/``, both building the same Context."""
 
 import asyncio
+import json
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -12,7 +13,7 @@ from strawberry.django.views import AsyncGraphQLView
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET
 
-from backend.core import events
+from backend.core import events, unavailable
 from backend.core.auth import bearer_secret
 
 from .context import Context
@@ -29,6 +30,9 @@ class GraphQLView(AsyncGraphQLView):
 
     async def dispatch(self, request, *args, **kwargs):
         response = await super().dispatch(request, *args, **kwargs)
+        if _unavailable(response):
+            response.status_code = 503
+            response["Retry-After"] = str(unavailable.RETRY_AFTER_SECONDS)
         # For a frontend on another origin, which cannot read this host's csrftoken cookie.
         response["X-CSRFToken"] = get_token(request)
         return response
@@ -41,6 +45,18 @@ class GraphQLView(AsyncGraphQLView):
 
             await database_sync_to_async(touch_last_active)(user)
         return Context(request=request, response=response, user=user)
+
+
+def _unavailable(response) -> bool:
+    """An operation stopped by an unavailable database: HTTP 503 with Retry-After, not 200."""
+    content = getattr(response, "content", b"") if not getattr(response, "streaming", False) else b""
+    if b'"UNAVAILABLE"' not in content:
+        return False
+    try:
+        errors = json.loads(content).get("errors") or []
+    except ValueError:
+        return False
+    return any((error.get("extensions") or {}).get("code") == "UNAVAILABLE" for error in errors)
 
 
 def _user_for_secret(secret):
