@@ -74,6 +74,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "backend.core.staticfiles.static_files",  # WhiteNoise for /static/, async for the rest
+    "backend.core.concurrency.ConcurrencyLimitMiddleware",  # HTTP_MAX_CONCURRENCY requests at once
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -107,6 +108,10 @@ TEMPLATES = [
 DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 1)
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 8)
 DB_POOL_TIMEOUT = float(env("DB_POOL_TIMEOUT", "5"))
+# Requests of one process that run at once (0: no limit); the rest queue for up to
+# HTTP_QUEUE_TIMEOUT s, then get 503 (backend/core/concurrency.py). Default: the pool's size.
+HTTP_MAX_CONCURRENCY = env_int("HTTP_MAX_CONCURRENCY", DB_POOL_MAX_SIZE if env("DATABASE_URL") else 0)
+HTTP_QUEUE_TIMEOUT = float(env("HTTP_QUEUE_TIMEOUT", "30"))
 if env("DATABASE_URL"):
     import dj_database_url
 

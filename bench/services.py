@@ -208,3 +208,32 @@ def celery_worker(data_dir: Path, log: Path, **extra) -> AppProcess:
 def migrate(env: dict) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=300)
+
+
+def api_token(base_url: str, email: str, password: str = "correct horse battery staple") -> str:
+    """Register an account over HTTP (session cookie and CSRF, as a browser) and mint an API token."""
+    import httpx
+
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        client.get("/graphql/", params={"query": "{ __typename }"})
+        headers = {"X-CSRFToken": client.cookies["csrftoken"]}
+        registered = client.post("/graphql/", headers=headers, json={
+            "query": "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { __typename } }",
+            "variables": {"e": email, "p": password}}).json()
+        assert registered["data"]["register"]["__typename"] == "User", registered
+        headers = {"X-CSRFToken": client.cookies["csrftoken"]}
+        minted = client.post("/graphql/", headers=headers, json={
+            "query": 'mutation { createApiToken(name: "load") { ... on NewApiToken { secret } } }'}).json()
+        return minted["data"]["createApiToken"]["secret"]
+
+
+UPLOAD = ("mutation($file: Upload!) { uploadDocument(file: $file) { ... on UploadedDocument { duplicate "
+          "document { id status } } ... on OperationInfo { messages { code message } } } }")
+
+
+def upload_form(name: str, data: bytes, content_type: str = "application/octet-stream") -> tuple[dict, dict]:
+    """(data, files) of a GraphQL multipart request uploading one file as ``$file``."""
+    import json
+
+    operations = json.dumps({"query": UPLOAD, "variables": {"file": None}})
+    return {"operations": operations, "map": json.dumps({"0": ["variables.file"]})}, {"0": (name, data, content_type)}

