@@ -72,9 +72,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "backend.core.concurrency.ConcurrencyLimitMiddleware",  # HTTP_MAX_CONCURRENCY requests at once (async)
+    # Everything below runs as one synchronous group: a single thread hop per request instead of
+    # one per middleware and direction (backend/core/middleware.py has the figures).
     "django.middleware.security.SecurityMiddleware",
-    "backend.core.staticfiles.static_files",  # WhiteNoise for /static/, async for the rest
-    "backend.core.concurrency.ConcurrencyLimitMiddleware",  # HTTP_MAX_CONCURRENCY requests at once
+    "backend.core.staticfiles.static_files",  # WhiteNoise for /static/
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -274,6 +276,7 @@ EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 16)
 EMBEDDING_BACKEND = env("EMBEDDING_BACKEND", "onnx-int8")
 QUERY_EMBEDDING_BACKEND = env("QUERY_EMBEDDING_BACKEND", "onnx")
 EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0)  # threads of one embedding run; 0: one per core
+QUERY_EMBEDDING_THREADS = env_int("QUERY_EMBEDDING_THREADS", 1)  # threads of one query's run (0: one per core)
 # Where the ONNX exports are made, once per model and onnxruntime version (default ~/.cache/chat-backend/models).
 MODEL_CACHE_DIR = env("MODEL_CACHE_DIR", "")
 INDEX_DIR = env("INDEX_DIR", "")  # default: DATA_DIR/indexes

@@ -44,3 +44,11 @@ def test_streaming(tmp_path):
     record = run("streaming", tmp_path)
     assert record["load"]["5"]["success_rate"] == 1.0
     assert record["websocket"]["first_token"]["n"] == 3
+
+
+def test_load(tmp_path):
+    record = run("load", tmp_path)
+    search, mixed = record["phases"]
+    assert search["traffic"] == "search" and set(search["requests_per_s"]) == {"search"}
+    assert mixed["http_500"] == 0 and mixed["internal"] == 0
+    assert 0 < record["peak_client_connections"] <= record["connection_bound"]

@@ -20,6 +20,7 @@ from django.db import connection
 from strawberry import relay
 
 from backend.core import tasks
+from bench.services import COMPOSE_WORKER
 from backend.documents import services
 from backend.documents.models import Document
 
@@ -58,11 +59,15 @@ def redis_url(tmp_path):
 @pytest.fixture
 def celery_worker(redis_url, settings, tmp_path):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "backend.settings", "DJANGO_ENV": "development",
-           "CELERY_BROKER_URL": redis_url, "REDIS_URL": redis_url, "SQLITE_PATH": connection.settings_dict["NAME"],
+           "CELERY_BROKER_URL": redis_url, "REDIS_URL": redis_url,
            "DATA_DIR": str(tmp_path), "MEDIA_ROOT": settings.MEDIA_ROOT, "INDEX_DIR": str(tmp_path / "indexes")}
+    if connection.vendor == "sqlite":
+        env["SQLITE_PATH"] = connection.settings_dict["NAME"]
+    else:  # the test database on the server the suite runs against
+        env["DATABASE_URL"] = os.environ["TEST_DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
     log = open(tmp_path / "worker.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "backend", "worker", "--pool=solo",
-                             "--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle"],
+    # Exactly docker-compose.yml's worker command (the default prefork pool).
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("celery")), *COMPOSE_WORKER[1:]],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     settings.CELERY_BROKER_URL = redis_url
     settings.REDIS_URL = redis_url
@@ -72,7 +77,7 @@ def celery_worker(redis_url, settings, tmp_path):
     previous, tasks._runner = tasks._runner, None
     yield proc
     tasks._runner = previous
-    proc.terminate()
+    proc.terminate()  # warm shutdown: the prefork children finish and exit
     try:
         proc.wait(20)
     except subprocess.TimeoutExpired:

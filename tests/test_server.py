@@ -24,7 +24,9 @@ def test_healthz_reports_each_part(client):
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "ok"
-    assert body["checks"]["database"] == {"ok": True, "vendor": "sqlite"}
+    from django.db import connection
+
+    assert body["checks"]["database"] == {"ok": True, "vendor": connection.vendor}
     assert body["checks"]["channel_layer"] == {"ok": True, "backend": "InMemoryChannelLayer"}
     assert body["checks"]["embedding_model"]["ok"] is True
 
@@ -43,7 +45,8 @@ def test_healthz_says_when_a_part_is_down(client, monkeypatch):
 
 
 def _manage(env_overrides, *args):
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ENV"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ENV",
+                                                            "BEHIND_TLS_PROXY"}}
     env.update(env_overrides, DJANGO_SETTINGS_MODULE="backend.settings")
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
@@ -56,10 +59,14 @@ def test_production_refuses_to_start_without_secret_key_or_hosts(tmp_path):
 
 
 def test_production_passes_the_deploy_check(tmp_path):
-    result = _manage({"DJANGO_ENV": "production", "SECRET_KEY": "k3y-" + "a1B2c3D4e5" * 6,
-                      "ALLOWED_HOSTS": "api.example.com", "DATA_DIR": str(tmp_path)},
-                     "check", "--deploy", "--fail-level", "WARNING")
+    production = {"DJANGO_ENV": "production", "SECRET_KEY": "k3y-" + "a1B2c3D4e5" * 6,
+                  "ALLOWED_HOSTS": "api.example.com", "DATA_DIR": str(tmp_path)}
+    result = _manage({**production, "BEHIND_TLS_PROXY": "true"}, "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stdout + result.stderr
+    # Plain HTTP without a TLS proxy (compose's default) is allowed, and the check says so.
+    plain = _manage(production, "check", "--deploy", "--fail-level", "WARNING")
+    assert plain.returncode != 0 and "security.W008" in plain.stderr
+    assert "security.W0" not in plain.stderr.replace("security.W008", "")
 
 
 def test_production_hides_introspection_and_graphiql(tmp_path):
@@ -77,3 +84,47 @@ def test_production_hides_introspection_and_graphiql(tmp_path):
     code_line, ide_status = result.stdout.split()
     assert code_line == "BAD_USER_INPUT"
     assert ide_status != "200"
+
+
+def _settings_of(env_overrides, *names):
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ENV", "BEHIND_TLS_PROXY"}}
+    env.update(env_overrides, DJANGO_SETTINGS_MODULE="backend.settings", DJANGO_ENV="production",
+               SECRET_KEY="k3y-" + "a1B2c3D4e5" * 6, ALLOWED_HOSTS="localhost")
+    code = "from django.conf import settings as s; print(repr([getattr(s, n, None) for n in %r]))" % (names,)
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup(); " + code], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return eval(result.stdout.strip().splitlines()[-1])
+
+
+def test_production_without_a_tls_proxy_answers_plain_http(tmp_path):
+    redirect, proxy_header, exempt = _settings_of({"DATA_DIR": str(tmp_path)}, "SECURE_SSL_REDIRECT",
+                                                  "SECURE_PROXY_SSL_HEADER", "SECURE_REDIRECT_EXEMPT")
+    assert redirect is False and proxy_header is None
+    redirect, proxy_header, exempt = _settings_of({"DATA_DIR": str(tmp_path), "BEHIND_TLS_PROXY": "true"},
+                                                  "SECURE_SSL_REDIRECT", "SECURE_PROXY_SSL_HEADER",
+                                                  "SECURE_REDIRECT_EXEMPT")
+    assert redirect is True and proxy_header == ("HTTP_X_FORWARDED_PROTO", "https")
+    assert r"^healthz$" in exempt  # probes speak plain HTTP to the process itself
+
+
+def test_postgresql_connections_are_pooled_and_bounded(tmp_path):
+    databases, concurrency = _settings_of({"DATA_DIR": str(tmp_path), "DATABASE_URL": "postgres://u:p@db:5432/chat",
+                                           "DB_POOL_MAX_SIZE": "6"}, "DATABASES", "HTTP_MAX_CONCURRENCY")
+    assert databases["default"]["CONN_MAX_AGE"] == 0
+    assert databases["default"]["OPTIONS"]["pool"]["max_size"] == 6 and concurrency == 6
+
+
+def test_the_compose_file_runs_the_worker_the_tests_run_and_can_scale_the_api():
+    import yaml
+
+    from bench.services import COMPOSE_WORKER
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert services["worker"]["command"] == COMPOSE_WORKER
+    assert "ports" not in services["backend"]  # replicas behind the proxy: no fixed host port
+    assert services["proxy"]["volumes"][0].split(":")[0] == "./deploy/nginx.conf"
+    assert (ROOT / "deploy" / "nginx.conf").exists()
+    assert "BEHIND_TLS_PROXY:-false" in services["backend"]["environment"]["BEHIND_TLS_PROXY"]
+    assert "pgvector" in services["db"]["image"]

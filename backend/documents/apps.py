@@ -14,4 +14,5 @@ class DocumentsConfig(AppConfig):
 
         embeddings.configure(backend=settings.EMBEDDING_BACKEND, query_backend=settings.QUERY_EMBEDDING_BACKEND,
                              batch_size=settings.EMBEDDING_BATCH_SIZE, threads=settings.EMBEDDING_THREADS or None,
-                             cache_dir=settings.MODEL_CACHE_DIR or None)
+                             cache_dir=settings.MODEL_CACHE_DIR or None,
+                             query_threads=settings.QUERY_EMBEDDING_THREADS or None)

@@ -381,8 +381,7 @@ def _bm25(collection: Collection):
     """A BM25 index of the collection's ready chunks, cached per index version."""
     from backend.rag.pipeline import BM25
 
-    version = Collection.objects.values_list("index_version", flat=True).get(pk=collection.pk)
-    key = (collection.pk, version)
+    key = (collection.pk, collection.index_version)  # as read by this request
     index = _bm25_cache.get(key)
     if index is None:
         docs = list(Chunk.objects.filter(collection=collection, document__status=Document.Status.READY)

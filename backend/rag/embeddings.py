@@ -281,18 +281,19 @@ class SplitEmbedder:
 
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-_config = {"backend": "onnx-int8", "query_backend": "onnx", "batch_size": 16, "cache_dir": None, "threads": None}
+_config = {"backend": "onnx-int8", "query_backend": "onnx", "batch_size": 16, "cache_dir": None, "threads": None,
+           "query_threads": 1}
 
 
 def configure(*, backend: str = "onnx-int8", query_backend: str = "onnx", batch_size: int = 16, cache_dir=None,
-              threads: int | None = None) -> None:
+              threads: int | None = None, query_threads: int | None = 1) -> None:
     """Chooses the backends before the first use (the Django app passes its settings here)."""
     if backend not in BACKENDS:
         raise ValueError(f"EMBEDDING_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if query_backend not in ("torch", "onnx"):
         raise ValueError(f"QUERY_EMBEDDING_BACKEND must be torch or onnx, not {query_backend!r}")
     _config.update(backend=backend, query_backend=query_backend, batch_size=batch_size, cache_dir=cache_dir,
-                   threads=threads)
+                   threads=threads, query_threads=query_threads)
 
 
 def default_cache_dir() -> str:
@@ -311,7 +312,9 @@ def _build() -> Embedder:
         return documents if backend == "torch" else SplitEmbedder(documents, SentenceTransformerEmbedder)
     if backend == "onnx":
         return documents
-    return SplitEmbedder(documents, lambda: OnnxEmbedder(cache, batch_size=1, threads=threads))
+    # One query is a few dozen tokens: splitting it over cores costs more in hand-offs than it
+    # saves, and a web process embeds many queries side by side (one thread each, by default).
+    return SplitEmbedder(documents, lambda: OnnxEmbedder(cache, batch_size=1, threads=_config["query_threads"]))
 
 
 def is_loaded() -> bool:
