@@ -52,6 +52,8 @@ def main():
     p.add_argument("--passages", type=int, default=40, help="passages asked of the search per query")
     p.add_argument("--backend", default="onnx-int8", choices=["torch", "onnx", "onnx-int8"],
                    help="the project's EMBEDDING_BACKEND (default: the settings' default)")
+    p.add_argument("--query-backend", default="onnx", choices=["torch", "onnx", "onnx-int8"],
+                   help="the project's QUERY_EMBEDDING_BACKEND (default: the settings' default)")
     args = p.parse_args()
 
     docs, queries, judged = load(args.corpus, args.queries, args.qrels)
@@ -60,7 +62,7 @@ def main():
         wanted = {d for q in queries for d in judged[q]}
         docs = [d for d in docs if d["_id"] in wanted] + [d for d in docs if d["_id"] not in wanted][:40]
 
-    setup_django(EMBEDDING_BACKEND=args.backend)
+    setup_django(EMBEDDING_BACKEND=args.backend, QUERY_EMBEDDING_BACKEND=args.query_backend)
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.db.models import Count
 
@@ -81,7 +83,7 @@ def main():
     corpus_id = {pk: name.rsplit(".", 1)[0] for pk, name in corpus_id.items()}
     print(f"  {ingest.seconds:.0f} s, {states}", flush=True)
 
-    figures = {"backend": args.backend, "dataset": str(args.corpus.parent.name), "documents": len(docs), "queries": len(queries),
+    figures = {"backend": args.backend, "query_backend": args.query_backend, "dataset": str(args.corpus.parent.name), "documents": len(docs), "queries": len(queries),
                "ingest_seconds": round(ingest.seconds, 1), "document_states": states, "strategies": {}}
     for strategy in args.strategies.split(","):
         totals = {"ndcg@10": 0.0, "recall@10": 0.0, "mrr@10": 0.0}
@@ -101,7 +103,8 @@ def main():
         figures["strategies"][strategy] = result
         print(f"{strategy:12s} nDCG@10 {result['ndcg@10']:.3f}  recall@10 {result['recall@10']:.3f}  "
               f"MRR@10 {result['mrr@10']:.3f}  {result['ms_per_query']} ms/query", flush=True)
-    write("retrieval" if args.backend == "onnx-int8" else f"retrieval-{args.backend}", args, figures)
+    name = "retrieval" if args.backend == "onnx-int8" else f"retrieval-{args.backend}"
+    write(name if args.query_backend == "onnx" else f"{name}-query-{args.query_backend}", args, figures)
 
 
 if __name__ == "__main__":

@@ -297,6 +297,13 @@ def test_api_token_lifecycle(alice):
     # The secret is never shown again.
     assert secret not in str(listed)
     assert listed["edges"][0]["node"]["lastUsedAt"] is not None
+    # Used again at once (last use not rewritten), and after a while (rewritten).
+    first_use = ApiToken.objects.get().last_used_at
+    assert bearer(ME)["data"]["me"]["email"] == "alice@example.com"
+    assert ApiToken.objects.get().last_used_at == first_use
+    ApiToken.objects.update(last_used_at=first_use - timedelta(minutes=5))
+    assert bearer(ME)["data"]["me"]["email"] == "alice@example.com"
+    assert ApiToken.objects.get().last_used_at > first_use
 
     revoked = alice(REVOKE, {"id": created["token"]["id"]})["data"]["revokeApiToken"]
     assert revoked["revokedAt"] is not None

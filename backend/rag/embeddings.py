@@ -290,8 +290,8 @@ def configure(*, backend: str = "onnx-int8", query_backend: str = "onnx", batch_
     """Chooses the backends before the first use (the Django app passes its settings here)."""
     if backend not in BACKENDS:
         raise ValueError(f"EMBEDDING_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if query_backend not in ("torch", "onnx"):
-        raise ValueError(f"QUERY_EMBEDDING_BACKEND must be torch or onnx, not {query_backend!r}")
+    if query_backend not in ("torch", "onnx", "onnx-int8"):
+        raise ValueError(f"QUERY_EMBEDDING_BACKEND must be torch, onnx or onnx-int8, not {query_backend!r}")
     _config.update(backend=backend, query_backend=query_backend, batch_size=batch_size, cache_dir=cache_dir,
                    threads=threads, query_threads=query_threads)
 
@@ -314,7 +314,9 @@ def _build() -> Embedder:
         return documents
     # One query is a few dozen tokens: splitting it over cores costs more in hand-offs than it
     # saves, and a web process embeds many queries side by side (one thread each, by default).
-    return SplitEmbedder(documents, lambda: OnnxEmbedder(cache, batch_size=1, threads=_config["query_threads"]))
+    quantized = _config["query_backend"] == "onnx-int8"
+    return SplitEmbedder(documents, lambda: OnnxEmbedder(cache, batch_size=1, threads=_config["query_threads"],
+                                                         quantized=quantized))
 
 
 def is_loaded() -> bool:

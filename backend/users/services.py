@@ -386,8 +386,10 @@ def user_for_token(secret: str) -> User | None:
         return None
     user = found[0]
     last_used = user.token_last_used_at
-    if isinstance(last_used, str):  # SQLite returns the extra column as text
-        last_used = datetime.fromisoformat(last_used).replace(tzinfo=dt_timezone.utc)
+    if isinstance(last_used, str):  # SQLite gives the extra column as text or a naive UTC datetime
+        last_used = datetime.fromisoformat(last_used)
+    if last_used is not None and last_used.tzinfo is None:
+        last_used = last_used.replace(tzinfo=dt_timezone.utc)
     if last_used is None or now - last_used > timedelta(minutes=1):
         ApiToken.objects.filter(pk=user.token_id).update(last_used_at=now)
     return user
