@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from backend.core.health import healthz
+from backend.core.health import healthz, livez
 from backend.core.media import avatar
 from backend.documents.views import download
 from backend.schema import schema
@@ -12,6 +12,8 @@ handler500 = "backend.core.unavailable.server_error"
 urlpatterns = [
     path("graphql/", GraphQLView.as_view(schema=schema, graphql_ide=graphql_ide(), multipart_uploads_enabled=True)),
     path("healthz", healthz),
+    path("readyz", healthz),
+    path("livez", livez),
     path("admin/", admin.site.urls),
     # Avatars are public images under unguessable names; documents have their own checked view.
     path("media/avatars/<str:name>", avatar),

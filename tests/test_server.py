@@ -32,6 +32,21 @@ def test_healthz_reports_each_part(client):
 
 
 @pytest.mark.django_db
+def test_liveness_needs_nothing_but_the_process_and_readiness_reports_the_broker(client, monkeypatch, settings):
+    from backend.core import health
+
+    def broken():
+        raise ConnectionError("down")
+
+    monkeypatch.setattr(health, "_database", broken)
+    assert client.get("/livez").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["broker"] == {"ok": True, "backend": "in-process"}
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    assert client.get("/readyz").json()["checks"]["broker"] == {"ok": False, "error": "OperationalError"}
+
+
+@pytest.mark.django_db
 def test_healthz_says_when_a_part_is_down(client, monkeypatch):
     from backend.core import health
 

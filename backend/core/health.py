@@ -1,4 +1,10 @@
-"""/healthz: is each part this process depends on ready?"""
+"""Health: /livez (the process answers), /readyz and /healthz (each part it depends on is ready).
+
+Liveness checks nothing but the process itself, so an orchestrator restarts a wedged process and
+not one whose database is briefly away; readiness (the same report under both names) takes a
+process out of the load balancer while a part it needs is down: the database, the channel layer,
+the embedding model, and the task broker when Celery is configured.
+"""
 
 import asyncio
 
@@ -25,6 +31,18 @@ async def _channel_layer() -> dict:
     return {"ok": message.get("type") == "healthz.ping", "backend": type(layer).__name__}
 
 
+def _broker() -> dict:
+    from django.conf import settings
+
+    if not settings.CELERY_BROKER_URL:
+        return {"ok": True, "backend": "in-process"}
+    from kombu import Connection
+
+    with Connection(settings.CELERY_BROKER_URL, connect_timeout=2) as broker:
+        broker.ensure_connection(max_retries=1, timeout=2)
+    return {"ok": True, "backend": "celery"}
+
+
 def _embeddings() -> dict:
     from backend.core import readiness
 
@@ -37,6 +55,7 @@ async def healthz(request):
         ("database", sync_to_async(_database)),
         ("channel_layer", _channel_layer),
         ("embedding_model", sync_to_async(_embeddings)),
+        ("broker", sync_to_async(_broker)),
     ):
         try:
             checks[name] = await check()
@@ -44,3 +63,7 @@ async def healthz(request):
             checks[name] = {"ok": False, "error": type(exc).__name__}
     ok = all(item.get("ok") for item in checks.values())
     return JsonResponse({"status": "ok" if ok else "degraded", "checks": checks}, status=200 if ok else 503)
+
+
+async def livez(request):
+    return JsonResponse({"status": "ok"})
