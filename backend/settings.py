@@ -76,7 +76,7 @@ MIDDLEWARE = [
     # Everything below runs as one synchronous group: a single thread hop per request instead of
     # one per middleware and direction (backend/core/middleware.py has the figures).
     "django.middleware.security.SecurityMiddleware",
-    "backend.core.staticfiles.static_files",  # WhiteNoise for /static/
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # /static/
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -15,15 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from bench.common import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 # The worker's command line in docker-compose.yml (a test checks the two stay the same).
 COMPOSE_WORKER = ["celery", "-A", "backend", "worker", "--loglevel=INFO", "--concurrency=2"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 60) -> None:

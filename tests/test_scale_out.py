@@ -7,10 +7,8 @@ REDIS_URL set, the worker's progress events reach a websocket subscriber of this
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from django.db import connection
 from strawberry import relay
 
 from backend.core import tasks
-from bench.services import COMPOSE_WORKER
+from bench.services import COMPOSE_WORKER, Redis
 from backend.documents import services
 from backend.documents.models import Document
 
@@ -33,27 +31,11 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def redis_url(tmp_path):
-    port = _free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
+    server = Redis(tmp_path)
+    yield server.url(0)
+    server.stop()
 
 
 @pytest.fixture

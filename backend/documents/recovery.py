@@ -11,11 +11,12 @@ replaces a half-done run's chunks (see ``ingest``).
 
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -88,8 +89,7 @@ def sweep() -> dict:
     counts = {"requeued": 0, "failed": 0}
     for pk, status, beat, attempts in Document.objects.filter(_lost()).values_list(
             "pk", "status", "heartbeat_at", "attempts")[:500]:
-        row = Document.objects.filter(pk=pk, status=status, heartbeat_at=beat) if beat else \
-            Document.objects.filter(pk=pk, status=status, heartbeat_at__isnull=True)
+        row = Document.objects.filter(pk=pk, status=status, heartbeat_at=beat)  # None matches IS NULL
         if status == Document.Status.PROCESSING and attempts >= settings.INGEST_MAX_ATTEMPTS:
             document = row.first()
             if document is not None:
@@ -134,9 +134,8 @@ def start_sweeper() -> threading.Thread | None:
             except Exception:
                 logger.exception("ingestion sweep failed")
             finally:
-                close_old_connections()
                 connection.close()
-            threading.Event().wait(interval)
+            time.sleep(interval)
 
     thread = threading.Thread(target=loop, name="ingestion-sweeper", daemon=True)
     thread.start()

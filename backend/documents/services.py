@@ -211,7 +211,7 @@ def upload_document(user, upload, *, collection_id=None, tags=None, title: str |
         retried = _retry_broken(existing, user, data, name)
         return UploadResult(retried or existing, retried is None)
 
-    key = default_storage.save(f"documents/{collection.uid.hex}/{uuid.uuid4().hex}", ContentFile(data))
+    key = _store(collection, data)
     try:
         with transaction.atomic():
             document = Document.objects.create(
@@ -232,6 +232,11 @@ def upload_document(user, upload, *, collection_id=None, tags=None, title: str |
     return UploadResult(document, False)
 
 
+def _store(collection: Collection, data: bytes) -> str:
+    """Save an uploaded file under an opaque key of its collection."""
+    return default_storage.save(f"documents/{collection.uid.hex}/{uuid.uuid4().hex}", ContentFile(data))
+
+
 def _retry_broken(document: Document, user, data: bytes, name: str) -> Document | None:
     """The same file again after its document FAILED or lost its worker: process it again.
 
@@ -242,7 +247,7 @@ def _retry_broken(document: Document, user, data: bytes, name: str) -> Document 
 
     if document.status != Document.Status.FAILED and not is_stuck(document):
         return None
-    key = default_storage.save(f"documents/{document.collection.uid.hex}/{uuid.uuid4().hex}", ContentFile(data))
+    key = _store(document.collection, data)
     with transaction.atomic():
         updated = Document.objects.filter(pk=document.pk, status=document.status).update(
             status=Document.Status.PENDING, stage="queued", progress=0, error_code="", error_message="",
@@ -450,19 +455,14 @@ def search(user, query: str, *, collection_ids=None, k: int = 5, threshold: floa
         collections = [c for c in collections if str(c.pk) in wanted]
         if len(collections) != len(wanted):
             raise NotFound("No such collection.")
-    # Without filters the chunks' own collection and their document's status say it all: a
-    # plain join, not a subquery of documents (half the SQL to compile on every search).
     documents = _filter_documents(Document.objects.filter(collection__in=collections,
-                                                         status=Document.Status.READY), filters) if filters else None
+                                                         status=Document.Status.READY), filters)
     tag_filter = set(t.lower() for t in (filters.tags or [])) if filters else set()
 
     query_vector = get_embedder().embed_query(query)
     fetch = max(k * 4, 20) if (filters or strategy != "dense") else k
     ranked = _ranked(collections, query, query_vector, strategy, fetch)
-    wanted = (Chunk.objects.filter(pk__in=ranked, document__in=documents) if documents is not None else
-              Chunk.objects.filter(pk__in=ranked, collection_id__in=[c.pk for c in collections],
-                                   document__status=Document.Status.READY))
-    chunks = {c.pk: c for c in wanted.select_related("document")}
+    chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=ranked, document__in=documents).select_related("document")}
     hits = []
     for cid in ranked:
         chunk = chunks.get(cid)
