@@ -28,6 +28,10 @@ application = ProtocolTypeRouter({
     "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
 })
 
+# The search engines, resolved now: VECTOR_BACKEND=pgvector without the extension stops here.
+from backend.documents.engines import startup_check  # noqa: E402
+
+startup_check()
 
 # Ingestion survives its worker: documents left behind by a dead run are found and queued again
 # (the embedded runner also resumes everything at start-up: this process was its only worker).

@@ -20,6 +20,9 @@ from celery import Celery  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from backend.core.tasks import REGISTRY  # noqa: E402
+from backend.documents.engines import startup_check  # noqa: E402
+
+startup_check()
 
 app = Celery("backend", broker=settings.CELERY_BROKER_URL or None)
 app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,

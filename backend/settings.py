@@ -279,7 +279,13 @@ EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0)  # threads of one embedding 
 QUERY_EMBEDDING_THREADS = env_int("QUERY_EMBEDDING_THREADS", 1)  # threads of one query's run (0: one per core)
 # Where the ONNX exports are made, once per model and onnxruntime version (default ~/.cache/chat-backend/models).
 MODEL_CACHE_DIR = env("MODEL_CACHE_DIR", "")
-INDEX_DIR = env("INDEX_DIR", "")  # default: DATA_DIR/indexes
+INDEX_DIR = env("INDEX_DIR", "")  # default: DATA_DIR/indexes (FAISS files, a cache of the database)
+# Where chunk vectors are searched: pgvector (in PostgreSQL, shared by every process), faiss
+# (index files beside each process), or auto: pgvector when the database has the extension.
+VECTOR_BACKEND = env("VECTOR_BACKEND", "auto")
+FAISS_HNSW_MIN_VECTORS = env_int("FAISS_HNSW_MIN_VECTORS", 20_000)  # exact search below, an HNSW graph above
+FAISS_EF_SEARCH = env_int("FAISS_EF_SEARCH", 96)
+PGVECTOR_EF_SEARCH = env_int("PGVECTOR_EF_SEARCH", 100)
 
 # --- Models and providers -------------------------------------------------------------------
 OPENAI_API_KEY = env("OPENAI_API_KEY")

@@ -1,7 +1,7 @@
 """Chats, messages, presets, provider keys, and the streamed turn.
 
-A turn: ``start_turn`` saves the user's message and an empty STREAMING answer (and, for RAG,
-retrieves the passages); ``stream_turn`` relays the provider's tokens, saving the answer as it
+A turn: ``start_turn`` retrieves the passages (RAG, before any write), then saves the user's
+message and an empty STREAMING answer; ``stream_turn`` relays the provider's tokens, saving the answer as it
 grows; ``finish_turn`` stores the outcome. A dropped connection leaves the partial answer
 INTERRUPTED; completing the subscription or ``request_cancel`` leaves it CANCELLED.
 """
@@ -26,7 +26,7 @@ from backend.core import userdata
 from backend.core.errors import NotFound
 from backend.core.errors import field_error as _field
 from backend.core.scoping import require_user as _require
-from backend.rag import catalog, pipeline
+from backend.rag import catalog, pipeline, retrieval
 from backend.rag.chunking import count_tokens
 from backend.rag.providers import ChatMessage, Params, ProviderError
 
@@ -34,9 +34,7 @@ from .models import AiPreset, Chat, Message, ProviderKey
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("dense", "bm25", "hybrid", "multi_query")
-RAG_DEFAULTS = {"strategy": "hybrid", "k": 5, "threshold": 0.2, "context_budget": 2000, "include_metadata": True,
-                "collection_ids": [], "filters": {}}
+RAG_DEFAULTS = {**retrieval.DEFAULTS, "collection_ids": [], "filters": {}}
 HISTORY_TURNS = 10
 
 
@@ -91,8 +89,8 @@ def clean_rag(raw: dict) -> dict:
         if value is None:
             continue
         if key == "strategy":
-            if value not in STRATEGIES:
-                raise _field(path, f"One of {', '.join(STRATEGIES)}.", "INVALID_CHOICE")
+            if value not in retrieval.STRATEGIES:
+                raise _field(path, f"One of {', '.join(retrieval.STRATEGIES)}.", "INVALID_CHOICE")
         elif key == "k":
             if not isinstance(value, int) or not 1 <= value <= 20:
                 raise _field(path, "Between 1 and 20.", "OUT_OF_RANGE")
@@ -280,8 +278,9 @@ class Turn:
 _cancel_events: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
 
 
-def _history(chat: Chat, before_id: int) -> list[ChatMessage]:
-    rows = list(chat.messages.filter(id__lt=before_id, status=Message.Status.COMPLETE)
+def _history(chat: Chat, before_id: int | None = None) -> list[ChatMessage]:
+    messages = chat.messages.filter(id__lt=before_id) if before_id is not None else chat.messages.all()
+    rows = list(messages.filter(status=Message.Status.COMPLETE)
                 .exclude(role=Message.Role.SYSTEM).order_by("-id")[: HISTORY_TURNS * 2])
     return [ChatMessage(m.role, m.content) for m in reversed(rows)]
 
@@ -308,8 +307,9 @@ def _retrieve(user, question: str, history: list[ChatMessage], rag: dict) -> tup
     return sources, retrieval
 
 
-@transaction.atomic
 def start_turn(user, chat_id, content: str, *, model: str | None = None, parameters: dict | None = None) -> Turn:
+    """Validate, retrieve (RAG: before any write, outside a transaction), then store the question
+    and an empty STREAMING answer in one transaction."""
     chat = get_chat(user, chat_id)
     content = (content or "").strip()
     if not content:
@@ -321,41 +321,38 @@ def start_turn(user, chat_id, content: str, *, model: str | None = None, paramet
         chat.model = model
     overrides = clean_settings(chat.model, parameters or {})
     params = effective_params(user, chat, overrides)
-    if not chat.title:
-        chat.title = content.splitlines()[0][:80]
-    chat.save()
-    user_message = Message.objects.create(chat=chat, role=Message.Role.USER, content=content, model=chat.model,
-                                          prompt_tokens=count_tokens(content))
-    answer = Message.objects.create(chat=chat, role=Message.Role.ASSISTANT, model=chat.model,
-                                    status=Message.Status.STREAMING)
-    history = _history(chat, user_message.pk)
-    creds = credentials(user)
-    provider = catalog.provider_for(chat.model, creds, settings.RAG_GENERATOR)
+    history = _history(chat)
+    provider = catalog.provider_for(chat.model, credentials(user), settings.RAG_GENERATOR)
     call = Params(temperature=params["temperature"], top_p=params["top_p"], max_tokens=params["max_tokens"])
-    turn = Turn(chat, user_message, answer, provider, [], call)
+    turn = Turn(chat, None, None, provider, [], call)
+    retrieval_trace = None
     if catalog.BY_ID[chat.model].uses_documents:
         rag = params["rag"]
-        sources, retrieval = _retrieve(user, content, history, rag)
+        sources, retrieval_trace = _retrieve(user, content, history, rag)
         passages = [pipeline.Passage(s["number"], s["text"], s["title"], s["page"]) for s in sources]
         passages = pipeline.fit_budget(passages, rag["context_budget"])
-        sources = sources[: len(passages)]
-        retrieval["passages"] = retrieval["passages"][: len(passages)]
-        turn.sources = [{k: v for k, v in s.items() if k != "text"} for s in sources]
+        retrieval_trace["passages"] = retrieval_trace["passages"][: len(passages)]
+        turn.sources = [{k: v for k, v in s.items() if k != "text"} for s in sources[: len(passages)]]
         turn.passages = {p.number: p.text for p in passages}
-        answer.retrieval = retrieval
-        answer.sources = turn.sources
-        answer.save(update_fields=["retrieval", "sources"])
         if not passages:
             turn.fixed_answer = settings.RAG_NO_ANSWER_TEXT
         call.extra["passages"] = [p.text for p in passages]
-        turn.messages = pipeline.build_rag_messages(retrieval["query"], history, passages,
+        turn.messages = pipeline.build_rag_messages(retrieval_trace["query"], history, passages,
                                                     system_prompt=params["system_prompt"],
                                                     include_metadata=rag.get("include_metadata", True))
     else:
         system = [ChatMessage("system", params["system_prompt"])] if params["system_prompt"] else []
         turn.messages = [*system, *history, ChatMessage("user", content)]
-    user_message.prompt_tokens = sum(count_tokens(m.content) for m in turn.messages)
-    user_message.save(update_fields=["prompt_tokens"])
+    with transaction.atomic():
+        if not chat.title:
+            chat.title = content.splitlines()[0][:80]
+        chat.save()
+        turn.user_message = Message.objects.create(
+            chat=chat, role=Message.Role.USER, content=content, model=chat.model,
+            prompt_tokens=sum(count_tokens(m.content) for m in turn.messages))
+        turn.answer = Message.objects.create(chat=chat, role=Message.Role.ASSISTANT, model=chat.model,
+                                             status=Message.Status.STREAMING, retrieval=retrieval_trace,
+                                             sources=turn.sources if retrieval_trace is not None else [])
     return turn
 
 

@@ -7,6 +7,9 @@ class DocumentsConfig(AppConfig):
 
     def ready(self):
         from django.conf import settings
+        from django.db.models.signals import post_migrate
+
+        post_migrate.connect(_search_schema, sender=self)
 
         from backend.rag import embeddings
 
@@ -16,3 +19,12 @@ class DocumentsConfig(AppConfig):
                              batch_size=settings.EMBEDDING_BATCH_SIZE, threads=settings.EMBEDDING_THREADS or None,
                              cache_dir=settings.MODEL_CACHE_DIR or None,
                              query_threads=settings.QUERY_EMBEDDING_THREADS or None)
+
+
+def _search_schema(using="default", **kwargs):
+    """Every migrate puts back what the search engines add beside the tables (idempotent)."""
+    from django.db import connections
+
+    from .engines import schema
+
+    schema.ensure(connections[using])

@@ -1,4 +1,4 @@
-"""The ingestion task: extract -> chunk -> embed -> save chunks -> update the index.
+"""The ingestion task: extract -> chunk -> embed -> save chunks and vectors (one transaction).
 
 Idempotent: a run starts only with the document's lease (``recovery.claim``), so a READY document
 or one another live run holds is left alone, and a half-done one starts over (its chunks are
@@ -9,6 +9,7 @@ subscribers. Whatever goes wrong ends the document FAILED with a code, never PRO
 import hashlib
 import logging
 
+import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -19,7 +20,7 @@ from backend.core.tasks import task
 from backend.rag import chunking, embeddings, loaders
 from backend.rag.parsing import extract_with_timeout
 
-from . import recovery, vectors
+from . import engines, recovery, vectors
 from .models import Chunk, Collection, Document
 from .services import publish_document_event
 
@@ -78,12 +79,6 @@ def ingest(document_id: int) -> None:
         logger.exception("ingestion of document %s failed", document_id)
         fail(document, "INTERNAL", f"Something went wrong while processing this file. {FAILURE_HINT}")
         return
-    if document.status != Document.Status.READY:
-        return
-    try:
-        vectors.schedule_sync(document.collection_id)
-    except Exception:  # the file is a cache: the next search brings it up to date
-        logger.exception("could not schedule the index update of collection %s", document.collection_id)
 
 
 def _process(document: Document) -> None:
@@ -118,6 +113,9 @@ def _process(document: Document) -> None:
                   token_count=p.token_count, section=p.section[:500], vector=blob, embedding_model=model)
             for p, blob in zip(pieces, blobs)
         ])
+        if created:
+            matrix = np.vstack([embeddings.from_bytes(blob) for blob in blobs])
+            engines.engine().vectors.add(document.collection_id, [c.pk for c in created], matrix)
         Collection.objects.filter(pk=document.collection_id).update(index_version=F("index_version") + 1)
         _set(document, status=Document.Status.READY, stage="ready", progress=100, chunk_count=len(created),
              processed_at=timezone.now())
@@ -125,5 +123,5 @@ def _process(document: Document) -> None:
 
 @task("documents.sync_index")
 def sync_index(collection_id: int) -> None:
-    """Idempotent: brings the collection's FAISS file to the database's version."""
+    """Idempotent: brings the collection's FAISS file to the database's version (FAISS engine)."""
     vectors.run_scheduled_sync(collection_id)

@@ -1,8 +1,8 @@
 """Collections and documents: permissions, uploads, deletion, sharing, search.
 
 Visibility comes from ``visible_to`` / ``editable_by`` on the querysets, the same methods the
-GraphQL types use. Ingestion itself is in ``ingest.py`` (a task); the FAISS files in
-``vectors.py``.
+GraphQL types use. Ingestion itself is in ``ingest.py`` (a task); the search engines (pgvector or
+FAISS, and full-text search) in ``engines/``, the strategies in ``backend.rag.retrieval``.
 """
 
 import hashlib
@@ -25,9 +25,9 @@ from django.utils import timezone
 from backend.core import events, tasks, userdata
 from backend.core.errors import Forbidden, NotFound
 from backend.core.scoping import require_user as _require
-from backend.rag import loaders
+from backend.rag import loaders, retrieval
 
-from . import vectors
+from . import engines, vectors
 from .models import Chunk, Collection, CollectionShare, Document, Role
 
 logger = logging.getLogger(__name__)
@@ -291,12 +291,14 @@ def update_document(user, pk, *, title=None, tags=None, collection_id=None) -> D
                 raise ValidationError({"collectionId": ValidationError(
                     "The target collection already holds this file.", code="DUPLICATE")})
             document.collection = target
-            Chunk.objects.filter(document=document).update(collection=target)
+            moving = Chunk.objects.filter(document=document)
+            moving.update(collection=target)
+            ids, matrix = vectors.vectors_of(moving)
+            index = engines.engine().vectors
+            index.delete(old_collection.pk, ids)
+            index.add(target.pk, ids, matrix)
             _bump(old_collection.pk, target.pk)
         document.save()
-    if moved:
-        transaction.on_commit(lambda: vectors.sync(old_collection.pk))
-        transaction.on_commit(lambda: vectors.sync(document.collection_id))
     return document
 
 
@@ -316,7 +318,7 @@ def delete_document(user, pk) -> Document:
         key = document.storage_key
         transaction.on_commit(lambda: _remove_files([key]))
         if had_vectors:
-            transaction.on_commit(lambda: vectors.remove(collection_id, chunk_ids))
+            engines.engine().vectors.delete(collection_id, chunk_ids)
         events.publish_group(events.collection_group(collection_id), {
             "kind": "DOCUMENT", "document_id": document.pk, "status": "DELETED", "stage": "", "progress": 100,
             "error_code": ""})
@@ -325,13 +327,13 @@ def delete_document(user, pk) -> Document:
 
 def rebuild_index(user, collection_id) -> vectors.Stats:
     collection = get_collection(user, collection_id, need=Role.EDITOR)
-    vectors.rebuild(collection.pk)
-    return vectors.stats(collection)
+    engines.engine().vectors.rebuild(collection.pk)
+    return engines.engine().stats(collection)
 
 
 def vector_store_stats(user) -> list[vectors.Stats]:
     _require(user)
-    return [vectors.stats(c) for c in Collection.objects.visible_to(user).order_by("pk")]
+    return [engines.engine().stats(c) for c in Collection.objects.visible_to(user).order_by("pk")]
 
 
 def open_original(user, uid):
@@ -364,74 +366,14 @@ class Hit:
         return self.chunk.document
 
 
-def _filter_documents(queryset, filters: SearchFilters | None):
-    if not filters:
-        return queryset
-    if filters.file_types:
-        queryset = queryset.filter(file_type__in=filters.file_types)
-    if filters.created_after:
-        queryset = queryset.filter(created_at__gte=filters.created_after)
-    if filters.created_before:
-        queryset = queryset.filter(created_at__lt=filters.created_before)
-    if filters.document_ids:
-        queryset = queryset.filter(pk__in=filters.document_ids)
-    return queryset
-
-
-STRATEGIES = ("dense", "bm25", "hybrid", "multi_query")
-_bm25_cache: dict[tuple[int, int], object] = {}
-
-
-def _bm25(collection: Collection):
-    """A BM25 index of the collection's ready chunks, cached per index version."""
-    from backend.rag.pipeline import BM25
-
-    key = (collection.pk, collection.index_version)  # as read by this request
-    index = _bm25_cache.get(key)
-    if index is None:
-        docs = list(Chunk.objects.filter(collection=collection, document__status=Document.Status.READY)
-                    .values_list("pk", "text"))
-        index = BM25(docs)
-        for old in [k for k in _bm25_cache if k[0] == collection.pk]:
-            _bm25_cache.pop(old, None)
-        if len(_bm25_cache) > 64:
-            _bm25_cache.pop(next(iter(_bm25_cache)))
-        _bm25_cache[key] = index
-    return index
-
-
-def _ranked(collections, query, query_vector, strategy, fetch) -> list[int]:
-    from backend.rag.embeddings import get_embedder
-    from backend.rag.pipeline import query_variants, reciprocal_rank_fusion
-
-    def dense(vector):
-        found = [hit for c in collections for hit in vectors.search(c, vector, fetch)]
-        return sorted(found, key=lambda item: -item[1])
-
-    def keyword():
-        found = [hit for c in collections for hit in _bm25(c).search(query, fetch)]
-        return sorted(found, key=lambda item: -item[1])
-
-    if strategy == "dense":
-        ranking = dense(query_vector)
-    elif strategy == "bm25":
-        ranking = keyword()
-    elif strategy == "hybrid":
-        ranking = reciprocal_rank_fusion([dense(query_vector), keyword()])
-    else:
-        variants = query_variants(query)[1:]
-        extra = get_embedder().embed_documents(variants) if variants else []
-        ranking = reciprocal_rank_fusion([dense(query_vector)] + [dense(v) for v in extra])
-    return [cid for cid, _ in ranking]
-
-
 def search(user, query: str, *, collection_ids=None, k: int = 5, threshold: float = 0.0,
-           filters: SearchFilters | None = None, strategy: str = "dense") -> list[Hit]:
+           filters: SearchFilters | None = None, strategy: str = retrieval.DEFAULTS["strategy"]) -> list[Hit]:
     """Passages from the collections ``user`` may read, best first.
 
-    ``strategy``: dense (FAISS), bm25 (keywords), hybrid (both, fused by reciprocal rank) or
-    multi_query (several phrasings, fused). Every hit's score is its cosine similarity to the
-    query, and ``threshold`` applies to it whatever the strategy.
+    ``strategy``: dense (vectors), bm25 (keywords), hybrid (both, fused by reciprocal rank) or
+    multi_query (several phrasings, fused). Filters apply inside the engines, before the top k.
+    Every hit's score is its cosine similarity to the query, and ``threshold`` applies to it
+    whatever the strategy.
     """
     import numpy as np
 
@@ -447,28 +389,27 @@ def search(user, query: str, *, collection_ids=None, k: int = 5, threshold: floa
         raise ValidationError({"k": ValidationError("Between 1 and 100.", code="OUT_OF_RANGE")})
     if not -1.0 <= threshold <= 1.0:
         raise ValidationError({"threshold": ValidationError("Between -1 and 1.", code="OUT_OF_RANGE")})
-    if strategy not in STRATEGIES:
-        raise ValidationError({"strategy": ValidationError(f"One of {', '.join(STRATEGIES)}.", code="INVALID_CHOICE")})
-    collections = list(Collection.objects.visible_to(user))
+    if strategy not in retrieval.STRATEGIES:
+        raise ValidationError({"strategy": ValidationError(f"One of {', '.join(retrieval.STRATEGIES)}.",
+                                                           code="INVALID_CHOICE")})
+    collections = list(Collection.objects.visible_to(user).only("pk", "index_version"))
     if collection_ids:
         wanted = {str(c) for c in collection_ids}
         collections = [c for c in collections if str(c.pk) in wanted]
         if len(collections) != len(wanted):
             raise NotFound("No such collection.")
-    documents = _filter_documents(Document.objects.filter(collection__in=collections,
-                                                         status=Document.Status.READY), filters)
-    tag_filter = set(t.lower() for t in (filters.tags or [])) if filters else set()
-
+    where = _where(collections, filters)
     query_vector = get_embedder().embed_query(query)
-    fetch = max(k * 4, 20) if (filters or strategy != "dense") else k
-    ranked = _ranked(collections, query, query_vector, strategy, fetch)
-    chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=ranked, document__in=documents).select_related("document")}
+    # Fused rankings and a score threshold cut the list after ranking: ask for more than k.
+    fetch = k if strategy == "dense" and threshold <= -1.0 else max(k * 4, 20)
+    ranked = engines.retriever().rank(strategy, query, query_vector, where, fetch)
+    chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=ranked, collection_id__in=where.collection_ids,
+                                                    document__status=Document.Status.READY)
+              .select_related("document")}
     hits = []
     for cid in ranked:
         chunk = chunks.get(cid)
         if chunk is None:
-            continue
-        if tag_filter and not tag_filter.issubset(set(chunk.document.tags)):
             continue
         score = float(np.dot(from_bytes(bytes(chunk.vector)), query_vector))
         if score < threshold:
@@ -477,6 +418,14 @@ def search(user, query: str, *, collection_ids=None, k: int = 5, threshold: floa
         if len(hits) == k:
             break
     return hits
+
+
+def _where(collections, filters: SearchFilters | None) -> retrieval.Filter:
+    f = filters or SearchFilters()
+    return retrieval.Filter(
+        collection_ids=tuple(c.pk for c in collections), versions=tuple(c.index_version for c in collections),
+        file_types=tuple(f.file_types or ()), tags=tuple(sorted({t.strip().lower() for t in f.tags or ()})),
+        created_after=f.created_after, created_before=f.created_before, document_ids=tuple(f.document_ids or ()))
 
 
 # --- account data ---------------------------------------------------------------------------

@@ -28,9 +28,11 @@ _stores: dict[str, FaissStore] = {}
 
 def store() -> FaissStore:
     directory = settings.INDEX_DIR or str(Path(settings.DATA_DIR) / "indexes")
-    if directory not in _stores:
-        _stores[directory] = FaissStore(directory)
-    return _stores[directory]
+    key = f"{directory}|{settings.FAISS_HNSW_MIN_VECTORS}|{settings.FAISS_EF_SEARCH}"
+    if key not in _stores:
+        _stores[key] = FaissStore(directory, hnsw_min_vectors=settings.FAISS_HNSW_MIN_VECTORS,
+                                  ef_search=settings.FAISS_EF_SEARCH)
+    return _stores[key]
 
 
 def key_for(collection: Collection) -> str:
@@ -51,7 +53,7 @@ def drop(key: str) -> None:
     store().delete(key)
 
 
-def _vectors_of(queryset) -> tuple[np.ndarray, np.ndarray]:
+def vectors_of(queryset) -> tuple[np.ndarray, np.ndarray]:
     rows = list(queryset.values_list("pk", "vector"))
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros((0, DIMENSION), dtype=np.float32)
@@ -71,7 +73,7 @@ def rebuild(collection_id: int):
     with st.writing(key):
         # Read the version first: the chunks read next are at least as new as it.
         version = Collection.objects.values_list("index_version", flat=True).get(pk=collection_id)
-        ids, matrix = _vectors_of(_ready_chunks(collection_id))
+        ids, matrix = vectors_of(_ready_chunks(collection_id))
         return st.build(key, version, ids, matrix, model=MODEL_NAME, dimension=DIMENSION)
 
 
@@ -100,7 +102,7 @@ def sync(collection_id: int) -> None:
             want = set(_ready_chunks(collection_id).values_list("pk", flat=True))
             add, remove = sorted(want - have), sorted(have - want)
             if len(add) + len(remove) <= MAX_DIFF:
-                parts = [_vectors_of(_ready_chunks(collection_id).filter(pk__in=add[i:i + 5000]))
+                parts = [vectors_of(_ready_chunks(collection_id).filter(pk__in=add[i:i + 5000]))
                          for i in range(0, len(add), 5000)]
                 ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
                 matrix = (np.concatenate([p[1] for p in parts]) if parts
@@ -132,14 +134,6 @@ def run_scheduled_sync(collection_id: int) -> None:
     sync(collection_id)
 
 
-def add(collection_id: int, chunk_ids=()) -> None:
-    sync(collection_id)
-
-
-def remove(collection_id: int, chunk_ids=()) -> None:
-    sync(collection_id)
-
-
 def index_for(collection: Collection):
     """The collection's FAISS index at its version as read with ``collection`` (this request's
     view of the database: one query fewer per collection and search), rebuilt if need be."""
@@ -149,10 +143,6 @@ def index_for(collection: Collection):
         sync(collection.pk)
         found = store().load(key_for(collection), version) or store()._read(key_for(collection))
     return found[0]
-
-
-def search(collection: Collection, query_vector, k: int) -> list[tuple[int, float]]:
-    return store().search(index_for(collection), query_vector, k)
 
 
 @dataclass

@@ -6,10 +6,13 @@ place, so readers see the old file or the new one, never half of one. ``load`` r
 missing, stale (other version), corrupt or older-format file; the caller rebuilds it from the
 database.
 
-The index is exact search over vectors stored as float16 (FAISS's scalar quantizer): half the
-memory of float32 and about twice as fast to scan, since one query reads every vector. Scores
-differ from float32 by about 1e-3; callers that show a score recompute it from the database's
-float32 vector.
+Vectors are stored as float16 (FAISS's scalar quantizer): half the memory of float32. Below
+``hnsw_min_vectors`` the index is exact search (one query scans every vector); from there on it is
+an HNSW graph over the same float16 vectors (approximate; recall against exact in bench/). A
+search may carry the ids it is allowed to return: few of them are scored exactly (their vectors
+are read back from the index), many are filtered inside the index scan, so a selective filter
+still returns k hits whenever k exist. Scores differ from float32 by about 1e-3; callers that
+show a score recompute it from the database's float32 vector.
 """
 
 import fcntl
@@ -45,10 +48,24 @@ class IndexInfo:
     bytes_on_disk: int
 
 
+# At most this many allowed ids are scored exactly from their own vectors; more are filtered
+# inside the index's scan (an allowed set that large is a large share of any index it narrows).
+EXACT_SUBSET = 50_000
+
+
+def is_graph(index: faiss.Index) -> bool:
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
+    return isinstance(inner, faiss.IndexHNSW)
+
+
 class FaissStore:
-    def __init__(self, directory: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike, *, hnsw_min_vectors: int = 20_000, hnsw_m: int = 32,
+                 ef_construction: int = 80, ef_search: int = 96):
         self.directory = Path(directory)
+        self.hnsw_min_vectors, self.hnsw_m = hnsw_min_vectors, hnsw_m
+        self.ef_construction, self.ef_search = ef_construction, ef_search
         self._cache: dict[str, tuple[int, float, faiss.Index, IndexInfo]] = {}
+        self._lookups: dict[int, tuple[faiss.Index, np.ndarray, np.ndarray, np.ndarray]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -135,10 +152,20 @@ class FaissStore:
         found = self._read(key)
         return found[1] if found else None
 
+    def new_index(self, dimension: int, size: int) -> faiss.Index:
+        """Exact below ``hnsw_min_vectors``, an HNSW graph from there on (both float16)."""
+        fp16, inner_product = faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        if size < self.hnsw_min_vectors:
+            return faiss.IndexIDMap2(faiss.IndexScalarQuantizer(dimension, fp16, inner_product))
+        graph = faiss.IndexHNSWSQ(dimension, fp16, self.hnsw_m, inner_product)
+        graph.hnsw.efConstruction = self.ef_construction
+        return faiss.IndexIDMap2(graph)
+
     def build(self, key: str, version: int, ids: np.ndarray, vectors: np.ndarray, *, model: str,
               dimension: int) -> IndexInfo:
-        index = faiss.IndexIDMap2(faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_fp16,
-                                                             faiss.METRIC_INNER_PRODUCT))
+        index = self.new_index(dimension, len(ids))
+        if len(ids) and is_graph(index):
+            faiss.downcast_index(index.index).train(np.ascontiguousarray(vectors, dtype=np.float32))
         if len(ids):
             index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
         return self._write(key, index, version, model)
@@ -150,6 +177,9 @@ class FaissStore:
         if found is None:
             return None
         old, meta = found
+        graph, size = is_graph(old), old.ntotal + len(add_ids) - len(remove_ids)
+        if (graph and len(remove_ids)) or (not graph and size >= self.hnsw_min_vectors):
+            return None  # rebuild: a graph cannot drop vectors; an exact index became large
         index = faiss.clone_index(old)  # readers keep the old object until the new file is in place
         if len(remove_ids):
             index.remove_ids(np.asarray(remove_ids, dtype=np.int64))
@@ -157,11 +187,51 @@ class FaissStore:
             index.add_with_ids(np.ascontiguousarray(add_vectors, dtype=np.float32), np.asarray(add_ids, dtype=np.int64))
         return self._write(key, index, to_version, meta.model)
 
-    def search(self, index: faiss.Index, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def search(self, index: faiss.Index, query: np.ndarray, k: int, allowed=None) -> list[tuple[int, float]]:
+        """The k nearest ids (among ``allowed`` when given) with their inner products."""
         if index.ntotal == 0 or k <= 0:
             return []
-        scores, ids = index.search(np.asarray(query, dtype=np.float32).reshape(1, -1), min(k, index.ntotal))
+        query = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        graph = is_graph(index)
+        if allowed is not None:
+            allowed = np.asarray(allowed, dtype=np.int64)
+            if len(allowed) == 0:
+                return []
+            if len(allowed) <= EXACT_SUBSET:
+                return self._exact_subset(index, query[0], k, allowed)
+            selector = faiss.IDSelectorBatch(allowed)
+            params = (faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, 4 * k)) if graph
+                      else faiss.SearchParameters(sel=selector))
+        else:
+            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k)) if graph else None
+        scores, ids = index.search(query, min(k, index.ntotal), params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
+
+    def _lookup(self, index: faiss.Index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids by position, ids sorted, positions in that order), cached per loaded index."""
+        entry = self._lookups.get(id(index))
+        if entry is None or entry[0] is not index:
+            ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+            order = np.argsort(ids, kind="stable")
+            if len(self._lookups) > 64:
+                self._lookups.clear()
+            entry = self._lookups[id(index)] = (index, ids, ids[order], order)
+        return entry[1], entry[2], entry[3]
+
+    def _exact_subset(self, index: faiss.Index, query: np.ndarray, k: int, allowed: np.ndarray):
+        ids, sorted_ids, order = self._lookup(index)
+        allowed = np.unique(allowed)
+        at = np.searchsorted(sorted_ids, allowed)
+        inside = at < len(sorted_ids)
+        at, allowed = at[inside], allowed[inside]
+        positions = order[at[sorted_ids[at] == allowed]]
+        if len(positions) == 0:
+            return []
+        inner = faiss.downcast_index(index.index)
+        scores = inner.reconstruct_batch(np.ascontiguousarray(positions, dtype=np.int64)) @ query
+        best = np.argsort(-scores)[:k] if len(scores) <= k else np.argpartition(-scores, k)[:k]
+        best = best[np.argsort(-scores[best])]
+        return [(int(ids[positions[i]]), float(scores[i])) for i in best]
 
     def delete(self, key: str) -> None:
         self._cache.pop(key, None)

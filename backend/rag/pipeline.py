@@ -1,11 +1,9 @@
-"""RAG building blocks: query rewriting, BM25, rank fusion, the prompt, groundedness.
+"""RAG building blocks: query rewriting, the prompt, groundedness (retrieval: ``retrieval.py``).
 
 Plain functions over plain data; the chats service feeds them from the database.
 """
 
-import math
 import re
-from collections import Counter
 from dataclasses import dataclass
 
 from .providers import ChatMessage, content_words, split_sentences
@@ -44,65 +42,6 @@ def query_variants(query: str) -> list[str]:
     if stripped and stripped not in variants:
         variants.append(stripped)
     return variants
-
-
-# --- BM25 -----------------------------------------------------------------------------------
-
-TOKEN = re.compile(r"[a-z0-9]+")
-
-
-def _stem(word: str) -> str:
-    for suffix in ("ingly", "edly", "ing", "ed", "ies", "es", "s", "ly"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
-
-
-def bm25_tokens(text: str) -> list[str]:
-    from .providers import STOP
-
-    return [_stem(w) for w in TOKEN.findall(text.lower()) if w not in STOP]
-
-
-class BM25:
-    """Okapi BM25 over a fixed list of (id, text)."""
-
-    def __init__(self, docs: list[tuple[int, str]], k1: float = 1.2, b: float = 0.75):
-        self.ids = [i for i, _ in docs]
-        self.k1, self.b = k1, b
-        self.tfs = [Counter(bm25_tokens(t)) for _, t in docs]
-        self.lengths = [sum(tf.values()) for tf in self.tfs]
-        self.avg = (sum(self.lengths) / len(self.lengths)) if self.lengths else 0.0
-        df = Counter()
-        for tf in self.tfs:
-            df.update(tf.keys())
-        n = len(docs)
-        self.idf = {term: math.log(1 + (n - f + 0.5) / (f + 0.5)) for term, f in df.items()}
-        self.postings: dict[str, list[int]] = {}
-        for index, tf in enumerate(self.tfs):
-            for term in tf:
-                self.postings.setdefault(term, []).append(index)
-
-    def search(self, query: str, k: int) -> list[tuple[int, float]]:
-        scores: dict[int, float] = {}
-        for term in set(bm25_tokens(query)):
-            idf = self.idf.get(term)
-            if idf is None:
-                continue
-            for index in self.postings[term]:
-                tf = self.tfs[index][term]
-                norm = tf * (self.k1 + 1) / (tf + self.k1 * (1 - self.b + self.b * self.lengths[index] / (self.avg or 1)))
-                scores[index] = scores.get(index, 0.0) + idf * norm
-        best = sorted(scores.items(), key=lambda item: -item[1])[:k]
-        return [(self.ids[i], s) for i, s in best]
-
-
-def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int = 60) -> list[tuple[int, float]]:
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, (item, _) in enumerate(ranking, start=1):
-            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
-    return sorted(fused.items(), key=lambda item: -item[1])
 
 
 # --- prompt ---------------------------------------------------------------------------------

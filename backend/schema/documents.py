@@ -15,6 +15,7 @@ from strawberry_django.relay import DjangoListConnection
 from backend.core import events
 from backend.documents import services
 from backend.documents.models import Chunk, Collection, CollectionShare, Document, Role
+from backend.rag import retrieval
 
 from .base import Deleted, ScopedNode, decode_id
 from .context import Info
@@ -30,7 +31,7 @@ class ShareRole(enum.Enum):
     EDITOR = "EDITOR"
 
 
-@strawberry.enum(description="dense: FAISS; BM25: keywords; HYBRID: both, fused by rank; MULTI_QUERY: rephrasings, fused.")
+@strawberry.enum(description="DENSE: vectors; BM25: keywords; HYBRID (the default): both, fused by rank; MULTI_QUERY: rephrasings, fused.")
 class RetrievalStrategy(enum.Enum):
     DENSE = "dense"
     BM25 = "bm25"
@@ -261,7 +262,8 @@ class Query:
     @strawberry_django.field
     def search_documents(self, info: Info, query: str, collection_ids: list[relay.GlobalID] | None = None,
                          k: int = 5, threshold: float = 0.0, filters: SearchFiltersInput | None = None,
-                         strategy: RetrievalStrategy = RetrievalStrategy.DENSE) -> list[SearchHit]:
+                         strategy: RetrievalStrategy = RetrievalStrategy(retrieval.DEFAULTS["strategy"])
+                         ) -> list[SearchHit]:
         hits = services.search(info.context.get_user(), query,
                                collection_ids=[_collection_pk(c) for c in collection_ids or []],
                                k=k, threshold=threshold, filters=_filters(filters), strategy=strategy.value)

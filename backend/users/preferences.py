@@ -10,6 +10,8 @@ import zoneinfo
 
 from django.core.exceptions import ValidationError
 
+from backend.rag import retrieval
+
 KNOWN_MODELS = ("llama-3", "gpt-3.5-turbo", "gpt-4", "rag-faiss")
 THEMES = ("light", "dark", "system")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -66,7 +68,7 @@ SPEC = {
         "system_prompt": _max_len(4000),
     },
     "rag": {
-        "strategy": _choice(("dense", "bm25", "hybrid", "multi_query")),
+        "strategy": _choice(retrieval.STRATEGIES),
         "k": _range(int, 1, 20),
         "threshold": _range(float, -1.0, 1.0),
         "context_budget": _range(int, 100, 16000),
@@ -86,7 +88,7 @@ DEFAULTS = {
     "default_model": "gpt-3.5-turbo",
     "notifications": {"email": True, "document_ready": True, "product_updates": False},
     "ai": {"preferred_model": "gpt-3.5-turbo", "temperature": 0.7, "max_tokens": 1024, "system_prompt": ""},
-    "rag": {"strategy": "hybrid", "k": 5, "threshold": 0.2, "context_budget": 2000, "include_metadata": True},
+    "rag": dict(retrieval.DEFAULTS),
     "privacy": {"share_data": False, "analytics_opt_in": False, "chat_history_retention_days": 0},
 }
 

@@ -1,0 +1,56 @@
+"""The embedded vector engine: one FAISS file per collection (``vectors.py``), a cache of the
+database's vectors. Changes are applied to the files after commit; a filter narrower than the
+collections becomes the list of chunk ids the search may return (``sql.allowed_chunks``)."""
+
+import logging
+
+import numpy as np
+from django.db import transaction
+
+from backend.rag.retrieval import Filter, Ranking, VectorIndex
+
+from .. import vectors
+from ..models import Collection
+from . import sql
+
+logger = logging.getLogger(__name__)
+
+
+def _sync_after_commit(collection_id: int) -> None:
+    def schedule():
+        try:
+            vectors.schedule_sync(collection_id)
+        except Exception:  # the file is a cache: the next search brings it up to date
+            logger.exception("could not schedule the index update of collection %s", collection_id)
+
+    transaction.on_commit(schedule)
+
+
+class FaissVectors(VectorIndex):
+    name = "faiss"
+
+    def add(self, collection_id: int, ids, matrix) -> None:
+        _sync_after_commit(collection_id)
+
+    def delete(self, collection_id: int, ids) -> None:
+        _sync_after_commit(collection_id)
+
+    def search(self, vector: np.ndarray, k: int, where: Filter) -> Ranking:
+        allowed = sql.allowed_chunks(where) if where.narrows_documents else None
+        found: Ranking = []
+        for collection in Collection.objects.filter(pk__in=where.collection_ids):
+            if allowed is not None and collection.pk not in allowed:
+                continue
+            subset = allowed[collection.pk] if allowed is not None else None
+            found += vectors.store().search(vectors.index_for(collection), vector, k, subset)
+        return sorted(found, key=lambda item: -item[1])[:k]
+
+    def count(self, collection_id: int) -> int:
+        collection = Collection.objects.get(pk=collection_id)
+        return int(vectors.index_for(collection).ntotal)
+
+    def rebuild(self, collection_id: int) -> None:
+        vectors.rebuild(collection_id)
+
+    def stats(self, collection: Collection) -> vectors.Stats:
+        return vectors.stats(collection)

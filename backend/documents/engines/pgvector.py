@@ -1,0 +1,95 @@
+"""The PostgreSQL vector engine: chunk vectors in a pgvector column with an HNSW index.
+
+Vectors are written in the transaction that writes their chunks, so every web process and worker
+sees them at once and nothing lives outside the database. A search is one SQL query with every
+filter in its WHERE clause: the HNSW scan runs iteratively (pgvector 0.8's ``iterative_scan``)
+until k rows pass the filter; when the graph cannot supply k (a very selective filter), the same
+query runs exactly over the rows the filter allows.
+"""
+
+from datetime import datetime, timezone
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+
+from backend.rag.embeddings import DIMENSION, MODEL_NAME, from_bytes
+from backend.rag.retrieval import Filter, Ranking, VectorIndex
+
+from .. import vectors
+from ..models import Chunk, Collection
+from . import sql
+from .schema import VECTOR_COLUMN
+
+BATCH = 2000
+
+
+def literal(vector) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
+
+
+class PgVectors(VectorIndex):
+    name = "pgvector"
+
+    def add(self, collection_id: int, ids, matrix) -> None:
+        chunk, _ = sql.tables()
+        ids = [int(i) for i in ids]
+        with connection.cursor() as cursor:
+            for start in range(0, len(ids), BATCH):
+                part = ids[start:start + BATCH]
+                cursor.execute(
+                    f"UPDATE {chunk} SET {VECTOR_COLUMN} = v.e::vector FROM "
+                    f"(SELECT unnest(%s::bigint[]) AS id, unnest(%s::text[]) AS e) AS v WHERE {chunk}.id = v.id",
+                    [part, [literal(row) for row in matrix[start:start + BATCH]]])
+
+    def delete(self, collection_id: int, ids) -> None:
+        """Nothing to do: the vectors are columns of the deleted rows."""
+
+    def _query(self, vector, k: int, where: Filter, exact: bool) -> Ranking:
+        chunk, document = sql.tables()
+        clause, params = sql.where_clause(where)
+        q = literal(vector)
+        # ``+ 0`` hides the ordering from the HNSW index: the planner scans the filtered rows exactly.
+        order = f"(c.{VECTOR_COLUMN} <#> %s::vector)" + (" + 0" if exact else "")
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true), "
+                           "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                           [str(max(settings.PGVECTOR_EF_SEARCH, k))])
+            cursor.execute(f"SELECT c.id, -(c.{VECTOR_COLUMN} <#> %s::vector) FROM {chunk} c "
+                           f"JOIN {document} d ON d.id = c.document_id WHERE {clause} "
+                           f"AND c.{VECTOR_COLUMN} IS NOT NULL ORDER BY {order} LIMIT %s", [q, *params, q, k])
+            rows = cursor.fetchall()
+        return sorted(((int(i), float(s)) for i, s in rows), key=lambda item: -item[1])
+
+    def search(self, vector, k: int, where: Filter) -> Ranking:
+        found = self._query(vector, k, where, exact=False)
+        if len(found) < k:  # the graph ran out before k rows passed the filter
+            found = self._query(vector, k, where, exact=True)
+        return found
+
+    def count(self, collection_id: int) -> int:
+        chunk, _ = sql.tables()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {chunk} WHERE collection_id = %s AND {VECTOR_COLUMN} IS NOT NULL",
+                           [collection_id])
+            return cursor.fetchone()[0]
+
+    def rebuild(self, collection_id: int) -> None:
+        """Fill the column from the stored vectors where it is empty (e.g. after a move from FAISS)."""
+        chunk, _ = sql.tables()
+        while True:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT id, vector FROM {chunk} WHERE collection_id = %s AND {VECTOR_COLUMN} IS NULL "
+                               f"ORDER BY id LIMIT %s", [collection_id, BATCH])
+                rows = cursor.fetchall()
+            if not rows:
+                return
+            with transaction.atomic():
+                self.add(collection_id, [i for i, _ in rows], np.vstack([from_bytes(bytes(v)) for _, v in rows]))
+
+    def stats(self, collection: Collection) -> vectors.Stats:
+        version = Collection.objects.values_list("index_version", flat=True).get(pk=collection.pk)
+        total = Chunk.objects.filter(collection=collection).count()
+        held = self.count(collection.pk)
+        return vectors.Stats(collection, held, DIMENSION, MODEL_NAME, 0, datetime.now(timezone.utc), version,
+                             held != total)

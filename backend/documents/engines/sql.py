@@ -1,0 +1,80 @@
+"""A retrieval ``Filter`` as SQL over ``documents_chunk c JOIN documents_document d``.
+
+The same clause serves every engine that searches in the database (pgvector, PostgreSQL full-text
+search, SQLite FTS5) and the FAISS engine's list of allowed chunks, so "what a search may see" is
+written once. Table and column names come from the models.
+"""
+
+import json
+
+from django.db import connection
+
+from backend.rag.retrieval import Filter
+
+from ..models import Chunk, Document
+
+
+def tables() -> tuple[str, str]:
+    quote = connection.ops.quote_name
+    return quote(Chunk._meta.db_table), quote(Document._meta.db_table)
+
+
+def _in(column: str, values) -> tuple[str, list]:
+    values = list(values)
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", values
+
+
+def collections_clause(where: Filter, alias: str = "c") -> tuple[str, list]:
+    if not where.collection_ids:
+        return "1 = 0", []
+    return _in(f"{alias}.collection_id", where.collection_ids)
+
+
+def documents_clause(where: Filter) -> tuple[str, list]:
+    """Conditions on ``d`` (the chunk's document): READY and every filter that is set."""
+    ops = connection.ops
+    clauses, params = ["d.status = %s"], [Document.Status.READY.value]
+    if where.file_types:
+        clause, values = _in("d.file_type", where.file_types)
+        clauses.append(clause)
+        params += values
+    if where.document_ids:
+        clause, values = _in("d.id", where.document_ids)
+        clauses.append(clause)
+        params += values
+    if where.created_after:
+        clauses.append("d.created_at >= %s")
+        params.append(ops.adapt_datetimefield_value(where.created_after))
+    if where.created_before:
+        clauses.append("d.created_at < %s")
+        params.append(ops.adapt_datetimefield_value(where.created_before))
+    if where.tags:
+        if connection.vendor == "postgresql":
+            clauses.append("d.tags @> %s::jsonb")
+            params.append(json.dumps(list(where.tags)))
+        else:
+            tags = list(where.tags)
+            clauses.append(f"(SELECT count(DISTINCT value) FROM json_each(d.tags) "
+                           f"WHERE value IN ({', '.join(['%s'] * len(tags))})) = %s")
+            params += tags + [len(tags)]
+    return " AND ".join(clauses), params
+
+
+def where_clause(where: Filter) -> tuple[str, list]:
+    """Everything ``where`` asks, for ``FROM chunk c JOIN document d ON d.id = c.document_id``."""
+    first, params = collections_clause(where)
+    second, more = documents_clause(where)
+    return f"{first} AND {second}", params + more
+
+
+def allowed_chunks(where: Filter) -> dict[int, list[int]]:
+    """Chunk ids ``where`` allows, by collection (for engines that filter outside the database)."""
+    chunk, document = tables()
+    clause, params = where_clause(where)
+    found: dict[int, list[int]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT c.collection_id, c.id FROM {chunk} c JOIN {document} d ON d.id = c.document_id "
+                       f"WHERE {clause}", params)
+        for collection_id, chunk_id in cursor.fetchall():
+            found.setdefault(collection_id, []).append(chunk_id)
+    return found

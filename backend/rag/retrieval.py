@@ -1,0 +1,110 @@
+"""Retrieval: the index interfaces and the strategies written once over them.
+
+An engine supplies a ``VectorIndex`` (dense search over chunk vectors) and a ``KeywordIndex``
+(full-text search); both take a ``Filter`` and apply it *before* the top k, so a selective filter
+still returns k hits whenever k exist. The strategies (dense, keyword, hybrid by reciprocal rank
+fusion, multi-query) only combine rankings. Plain Python: the documents app adapts a database to
+these interfaces and decides who may see what.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+STRATEGIES = ("dense", "bm25", "hybrid", "multi_query")
+# The defaults of every RAG answer and of searchDocuments: one place.
+DEFAULTS = {"strategy": "hybrid", "k": 5, "threshold": 0.2, "context_budget": 2000, "include_metadata": True}
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
+
+Ranking = list[tuple[int, float]]  # (chunk id, score), best first
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What a search may return: chunks of READY documents in ``collection_ids`` (never empty
+    for a real search) that match every other field that is set."""
+
+    collection_ids: tuple[int, ...]
+    versions: tuple[int, ...] = ()  # each collection's index version, as read: keys of engines' caches
+    file_types: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # every tag must be on the document
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    document_ids: tuple[int, ...] = ()
+
+    @property
+    def narrows_documents(self) -> bool:
+        """True when more than the collections restricts the documents."""
+        return bool(self.file_types or self.tags or self.created_after or self.created_before or self.document_ids)
+
+
+class VectorIndex(ABC):
+    """Chunk vectors of a set of collections, searchable by inner product (vectors are unit)."""
+
+    name: str
+
+    @abstractmethod
+    def add(self, collection_id: int, ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Chunks ``ids`` of the collection now have these vectors (called in the writing transaction)."""
+
+    @abstractmethod
+    def delete(self, collection_id: int, ids: Sequence[int]) -> None:
+        """These chunks are gone (called in the deleting transaction)."""
+
+    @abstractmethod
+    def search(self, vector: np.ndarray, k: int, where: Filter) -> Ranking:
+        """The k chunks allowed by ``where`` nearest to ``vector``."""
+
+    @abstractmethod
+    def count(self, collection_id: int) -> int:
+        """Vectors of the collection's ready chunks that the index holds."""
+
+    @abstractmethod
+    def rebuild(self, collection_id: int) -> None:
+        """Rebuild whatever the index derives from the database for the collection."""
+
+
+class KeywordIndex(ABC):
+    """Full-text search over chunk texts, ranked by Okapi BM25 or the engine's equivalent."""
+
+    name: str
+
+    @abstractmethod
+    def search(self, query: str, k: int, where: Filter) -> Ranking:
+        """The k best chunks for ``query`` allowed by ``where``."""
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Ranking], k: int = RRF_K) -> Ranking:
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (item, _) in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(fused.items(), key=lambda item: -item[1])
+
+
+@dataclass
+class Retriever:
+    vectors: VectorIndex
+    keywords: KeywordIndex
+    embed_many: Callable[[list[str]], np.ndarray]  # for multi-query's extra phrasings
+    variants: Callable[[str], list[str]]
+
+    def rank(self, strategy: str, query: str, query_vector: np.ndarray, where: Filter, fetch: int) -> list[int]:
+        """Chunk ids for ``query`` by ``strategy``, best first, at most ``fetch`` of them."""
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}")
+        if strategy == "dense":
+            ranking = self.vectors.search(query_vector, fetch, where)
+        elif strategy == "bm25":
+            ranking = self.keywords.search(query, fetch, where)
+        elif strategy == "hybrid":
+            ranking = reciprocal_rank_fusion([self.vectors.search(query_vector, fetch, where),
+                                              self.keywords.search(query, fetch, where)])
+        else:
+            extra = self.variants(query)[1:]
+            vectors = [query_vector, *(self.embed_many(extra) if extra else [])]
+            ranking = reciprocal_rank_fusion([self.vectors.search(v, fetch, where) for v in vectors])
+        return [chunk_id for chunk_id, _ in ranking[:fetch]]
