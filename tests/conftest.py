@@ -18,6 +18,18 @@ def _isolated(settings, tmp_path):
     cache.clear()
 
 
+@pytest.fixture
+def faiss_engine(settings):
+    """Tests of the FAISS files themselves: that engine whatever the database (also on PostgreSQL)."""
+    settings.VECTOR_BACKEND = "faiss"
+
+
+def on_postgresql() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
+
+
 class GraphQLClient:
     """Posts GraphQL documents to /graphql/ the way a browser or Apollo would."""
 

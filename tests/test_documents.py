@@ -277,7 +277,7 @@ def test_after_delete_nothing_of_the_document_can_be_retrieved(alice):
     assert stats[0] == {"vectors": Chunk.objects.count(), "stale": False}
 
 
-def test_a_truncated_index_file_is_rebuilt_on_the_next_search(alice):
+def test_a_truncated_index_file_is_rebuilt_on_the_next_search(alice, faiss_engine):
     upload(alice, "plants.md", PHOTOSYNTHESIS_MD)
     wait()
     collection = Collection.objects.get()
@@ -295,7 +295,8 @@ def test_a_truncated_index_file_is_rebuilt_on_the_next_search(alice):
     assert alice(SEARCH, {"q": "chlorophyll"})["data"]["searchDocuments"][0]["document"]["title"] == "plants"
 
 
-def test_a_burst_of_documents_writes_the_index_once_or_twice_and_it_holds_every_chunk(user, monkeypatch):
+def test_a_burst_of_documents_writes_the_index_once_or_twice_and_it_holds_every_chunk(user, monkeypatch,
+                                                                                     faiss_engine):
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.db import transaction
 
@@ -339,7 +340,7 @@ def test_moving_a_document_moves_its_vectors(alice):
     assert alice(SEARCH, {"q": "chlorophyll", "ids": [default_collection_id(alice)]})["data"]["searchDocuments"] == []
 
 
-def test_delete_collection_removes_documents_files_and_index(alice):
+def test_delete_collection_removes_documents_files_and_index(alice, faiss_engine):
     other = alice('mutation { createCollection(name: "Temp") { ... on Collection { id } } }')["data"]["createCollection"]["id"]
     upload(alice, "plants.md", PHOTOSYNTHESIS_MD, collection_id=other)
     wait()

@@ -398,6 +398,8 @@ def search(user, query: str, *, collection_ids=None, k: int = 5, threshold: floa
         collections = [c for c in collections if str(c.pk) in wanted]
         if len(collections) != len(wanted):
             raise NotFound("No such collection.")
+    if not collections:
+        return []
     where = _where(collections, filters)
     query_vector = get_embedder().embed_query(query)
     # Fused rankings and a score threshold cut the list after ranking: ask for more than k.

@@ -37,7 +37,7 @@ class Fts5Keywords(KeywordIndex):
 
     def search(self, query: str, k: int, where: Filter) -> Ranking:
         words = terms(query)
-        if not words:
+        if not words or not where.collection_ids:
             return []
         chunk, document = sql.tables()
         clause, params = sql.where_clause(where)
@@ -56,30 +56,30 @@ class PgKeywords(KeywordIndex):
         self._stats: dict[tuple[int, int], tuple[int, int]] = {}  # (collection, version) -> (chunks, tokens)
 
     def _corpus(self, where: Filter) -> tuple[int, float]:
+        """(chunks, mean length) of the collections, each cached at the version the search read."""
         chunk, _ = sql.tables()
-        keys = list(zip(where.collection_ids, where.versions)) if where.versions else []
-        missing = [cid for cid, version in keys if (cid, version) not in self._stats]
-        if missing or not keys:
-            ids = missing or list(where.collection_ids)
-            clause, params = sql._in("collection_id", ids)
+        keys = list(zip(where.collection_ids, where.versions or [None] * len(where.collection_ids)))
+        missing = [cid for cid, version in keys if version is None or (cid, version) not in self._stats]
+        found: dict[int, tuple[int, int]] = {}
+        if missing:
+            clause, params = sql._in("collection_id", missing)
             with connection.cursor() as cursor:
                 cursor.execute(f"SELECT collection_id, count(*), coalesce(sum(token_count), 0) FROM {chunk} "
                                f"WHERE {clause} GROUP BY collection_id", params)
                 found = {cid: (n, tokens) for cid, n, tokens in cursor.fetchall()}
-            if not keys:
-                n, tokens = sum(v[0] for v in found.values()), sum(v[1] for v in found.values())
-                return n, tokens / n if n else 1.0
             if len(self._stats) > 10_000:
                 self._stats.clear()
-            for cid, version in keys:
-                if cid in found or cid in missing:
-                    self._stats[(cid, version)] = found.get(cid, (0, 0))
-        n = sum(self._stats[key][0] for key in keys)
-        tokens = sum(self._stats[key][1] for key in keys)
-        return n, (tokens / n if n else 1.0)
+        totals = [0, 0]
+        for cid, version in keys:
+            value = self._stats.get((cid, version)) if cid not in missing else found.get(cid, (0, 0))
+            if version is not None:
+                self._stats[(cid, version)] = value
+            totals[0] += value[0]
+            totals[1] += value[1]
+        return totals[0], (totals[1] / totals[0] if totals[0] else 1.0)
 
     def search(self, query: str, k: int, where: Filter) -> Ranking:
-        if not terms(query):
+        if not terms(query) or not where.collection_ids:
             return []
         n, avgdl = self._corpus(where)
         if not n:

@@ -17,7 +17,7 @@ from backend.rag.embeddings import DIMENSION, MODEL_NAME, from_bytes
 from backend.rag.retrieval import Filter, Ranking, VectorIndex
 
 from .. import vectors
-from ..models import Chunk, Collection
+from ..models import Collection
 from . import sql
 from .schema import VECTOR_COLUMN
 
@@ -62,6 +62,8 @@ class PgVectors(VectorIndex):
         return sorted(((int(i), float(s)) for i, s in rows), key=lambda item: -item[1])
 
     def search(self, vector, k: int, where: Filter) -> Ranking:
+        if not where.collection_ids:
+            return []
         found = self._query(vector, k, where, exact=False)
         if len(found) < k:  # the graph ran out before k rows passed the filter
             found = self._query(vector, k, where, exact=True)
@@ -88,8 +90,12 @@ class PgVectors(VectorIndex):
                 self.add(collection_id, [i for i, _ in rows], np.vstack([from_bytes(bytes(v)) for _, v in rows]))
 
     def stats(self, collection: Collection) -> vectors.Stats:
+        """Vectors held, and their bytes in the table (the HNSW index is one for all collections)."""
+        chunk, _ = sql.tables()
         version = Collection.objects.values_list("index_version", flat=True).get(pk=collection.pk)
-        total = Chunk.objects.filter(collection=collection).count()
-        held = self.count(collection.pk)
-        return vectors.Stats(collection, held, DIMENSION, MODEL_NAME, 0, datetime.now(timezone.utc), version,
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*), count({VECTOR_COLUMN}), coalesce(sum(pg_column_size({VECTOR_COLUMN})), 0) "
+                           f"FROM {chunk} WHERE collection_id = %s", [collection.pk])
+            total, held, size = cursor.fetchone()
+        return vectors.Stats(collection, held, DIMENSION, MODEL_NAME, int(size), datetime.now(timezone.utc), version,
                              held != total)

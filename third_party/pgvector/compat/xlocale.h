@@ -1,0 +1,2 @@
+/* glibc has no xlocale.h; PostgreSQL builds that expect it get locale.h */
+#include <locale.h>
