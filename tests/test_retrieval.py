@@ -1,0 +1,169 @@
+"""Retrieval engines: filters before the top k, keyword ranking, engine choice, moving vectors.
+
+Runs on whichever database the suite has (SQLite + FAISS by default; the README's test command
+runs this file again on PostgreSQL + pgvector), so both engines pass the same tests.
+"""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import CommandError, call_command
+from django.db import connection, transaction
+from django.db.models import F
+
+from backend.documents import engines, services
+from backend.documents.models import Chunk, Collection, Document
+from backend.rag.embeddings import DIMENSION, to_bytes
+
+from .conftest import on_postgresql
+from .test_documents import PHOTOSYNTHESIS_MD, TRAINS_TXT, upload, wait
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORDS = "protein cell gene tumor patients risk study clinical receptor pathway immune blood therapy dose".split()
+
+
+def fill(user, documents: int, per_document: int, *, rare_every: int = 0, seed: int = 1) -> Collection:
+    """Synthetic READY documents with random unit vectors, stored as ingestion stores them."""
+    collection = services.default_collection(user)
+    rng = np.random.default_rng(seed)
+    with transaction.atomic():
+        for d in range(documents):
+            rare = bool(rare_every) and d % rare_every == 0
+            document = Document.objects.create(
+                collection=collection, uploaded_by=user, title=f"doc {d}", original_name=f"d{d}.md",
+                file_type="md" if rare else "txt", size=1, sha256=hashlib.sha256(f"{seed}-{d}".encode()).hexdigest(),
+                storage_key=f"x/{d}", status="READY", tags=["rare"] if rare else ["common"], chunk_count=per_document)
+            matrix = rng.standard_normal((per_document, DIMENSION)).astype(np.float32)
+            matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+            chunks = Chunk.objects.bulk_create([
+                Chunk(document=document, collection=collection, position=p,
+                      text=" ".join(rng.choice(WORDS, 12)), text_hash=f"{seed}-{d}-{p}", char_start=0, char_end=1,
+                      token_count=12, vector=to_bytes(matrix[p]), embedding_model="all-MiniLM-L6-v2")
+                for p in range(per_document)])
+            engines.engine().vectors.add(collection.pk, [c.pk for c in chunks], matrix)
+        Collection.objects.filter(pk=collection.pk).update(index_version=F("index_version") + 1)
+    return collection
+
+
+@pytest.fixture
+def small_graph(settings):
+    settings.FAISS_HNSW_MIN_VECTORS = 100  # the FAISS engine builds its approximate index from 100 vectors
+
+
+@pytest.mark.parametrize("strategy", ["dense", "bm25", "hybrid", "multi_query"])
+def test_a_filter_matching_one_percent_of_chunks_still_returns_k_hits(make_user, small_graph, strategy):
+    user = make_user()
+    fill(user, documents=100, per_document=20, rare_every=100)  # 2000 chunks, 20 of them (1%) in a "rare" document
+    for filters in (services.SearchFilters(tags=["rare"]), services.SearchFilters(file_types=["md"])):
+        hits = services.search(user, "tumor receptor therapy", k=8, threshold=-1.0, filters=filters, strategy=strategy)
+        assert len(hits) == 8
+        assert {h.document.title for h in hits} == {"doc 0"}
+    narrow = services.search(user, "gene", k=50, threshold=-1.0, filters=services.SearchFilters(tags=["rare"]),
+                             strategy=strategy)
+    rare = Chunk.objects.filter(document__title="doc 0")
+    expected = sum("gene" in c.text.split() for c in rare) if strategy == "bm25" else rare.count()
+    assert len(narrow) == expected  # all there are
+
+
+def test_dense_search_over_the_approximate_index_finds_what_exact_search_finds(make_user, small_graph):
+    from backend.rag.embeddings import get_embedder
+
+    user = make_user()
+    collection = fill(user, documents=30, per_document=100, seed=3)
+    query = get_embedder().embed_query("immune response in the blood")
+    matrix = np.vstack([np.frombuffer(bytes(v), dtype=np.float32)
+                        for v in Chunk.objects.order_by("pk").values_list("vector", flat=True)])
+    ids = list(Chunk.objects.order_by("pk").values_list("pk", flat=True))
+    exact = {ids[i] for i in np.argsort(-(matrix @ query))[:10]}
+    where = services._where([collection], None)
+    found = {cid for cid, _ in engines.engine().vectors.search(query, 10, where)}
+    assert len(found & exact) >= 9
+
+
+def test_keyword_search_stems_and_weighs_rare_words(alice):
+    upload(alice, "plants.md", PHOTOSYNTHESIS_MD)
+    upload(alice, "trains.txt", TRAINS_TXT)
+    wait()
+    user = Document.objects.first().uploaded_by
+    hits = services.search(user, "reservations for the journeys", k=3, threshold=-1.0, strategy="bm25")
+    assert hits and hits[0].document.title == "trains"  # reservation, journey: stemmed
+    assert services.search(user, "the of and", k=3, threshold=-1.0, strategy="bm25") == []  # stop words only
+    hits = services.search(user, "chlorophyll station", k=3, threshold=-1.0, strategy="bm25")
+    assert {h.document.title for h in hits} == {"plants", "trains"}
+
+
+def test_search_defaults_to_hybrid_like_the_chats(alice, monkeypatch):
+    from backend.rag import retrieval
+
+    upload(alice, "plants.md", PHOTOSYNTHESIS_MD)
+    wait()
+    seen = []
+    real = retrieval.Retriever.rank
+    monkeypatch.setattr(retrieval.Retriever, "rank", lambda self, strategy, *a: seen.append(strategy) or real(self, strategy, *a))
+    result = alice('query { searchDocuments(query: "chlorophyll") { document { title } } }')
+    assert result["data"]["searchDocuments"][0]["document"]["title"] == "plants"
+    assert seen == ["hybrid"] == [retrieval.DEFAULTS["strategy"]]
+
+
+def test_a_chat_turn_retrieves_outside_the_transaction_that_stores_the_question(make_user, monkeypatch):
+    from backend.chats import services as chats
+    from backend.rag import retrieval
+
+    user = make_user()
+    fill(user, documents=2, per_document=5)
+    in_transaction = []
+    real = retrieval.Retriever.rank
+    monkeypatch.setattr(retrieval.Retriever, "rank",
+                        lambda self, *a: in_transaction.append(connection.in_atomic_block) or real(self, *a))
+    chat = chats.create_chat(user, model="rag-faiss")
+    turn = chats.start_turn(user, chat.pk, "Which tumor genes matter?", parameters={"rag": {"threshold": -1.0}})
+    assert in_transaction == [False]
+    assert turn.answer.sources and turn.answer.retrieval["strategy"] == "hybrid"
+
+
+def test_explicit_pgvector_needs_the_extension_and_auto_says_which_engine(settings):
+    settings.VECTOR_BACKEND = "auto"
+    chosen = engines.engine()
+    if on_postgresql():
+        assert chosen.vectors.name == "pgvector" and chosen.keywords.name == "postgresql-fts"
+    else:
+        assert chosen.vectors.name == "faiss" and chosen.keywords.name == "sqlite-fts5"
+        settings.VECTOR_BACKEND = "pgvector"
+        with pytest.raises(ImproperlyConfigured, match="extension `vector`"):
+            engines.startup_check()
+    settings.VECTOR_BACKEND = "bogus"
+    with pytest.raises(ImproperlyConfigured, match="auto, faiss, pgvector"):
+        engines.engine()
+
+
+def test_on_pgvector_no_index_file_is_written(alice, settings, tmp_path):
+    if not on_postgresql():
+        pytest.skip("the pgvector engine needs PostgreSQL (the README's test command runs this file there too)")
+    settings.INDEX_DIR = str(tmp_path / "no-indexes")
+    upload(alice, "plants.md", PHOTOSYNTHESIS_MD)
+    wait()
+    hits = alice('query { searchDocuments(query: "chlorophyll", strategy: DENSE) { document { title } } }')
+    assert hits["data"]["searchDocuments"][0]["document"]["title"] == "plants"
+    assert not Path(settings.INDEX_DIR).exists()
+
+
+def test_move_vectors_between_engines(make_user, settings, tmp_path):
+    user = make_user()
+    collection = fill(user, documents=3, per_document=10)
+    settings.INDEX_DIR = str(tmp_path / "indexes")
+    call_command("move_vectors", "--to", "faiss")
+    assert list(Path(settings.INDEX_DIR).glob("*.faiss"))
+    if not on_postgresql():
+        with pytest.raises(CommandError, match="PostgreSQL"):
+            call_command("move_vectors", "--to", "pgvector")
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE documents_chunk SET embedding = NULL")
+    assert engines.engine().vectors.count(collection.pk) == 0
+    call_command("move_vectors", "--to", "pgvector")
+    assert engines.engine().vectors.count(collection.pk) == 30
+    assert len(services.search(user, "tumor", k=5, threshold=-1.0, strategy="dense")) == 5
