@@ -142,7 +142,7 @@ def index_for(collection: Collection):
     if found is None:
         sync(collection.pk)
         found = store().load(key_for(collection), version) or store()._read(key_for(collection))
-    return found[0]
+    return found[0] if found else None
 
 
 @dataclass

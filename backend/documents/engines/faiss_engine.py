@@ -35,19 +35,36 @@ class FaissVectors(VectorIndex):
     def delete(self, collection_id: int, ids) -> None:
         _sync_after_commit(collection_id)
 
+    def __init__(self):
+        self._uids: dict[int, object] = {}  # collection id -> uid (names its file; never changes)
+
+    def _collections(self, where: Filter) -> list[Collection]:
+        """The collections at the versions the search read (no query once their uids are known)."""
+        versions = dict(zip(where.collection_ids, where.versions)) if where.versions else None
+        if versions is None or any(pk not in self._uids for pk in where.collection_ids):
+            versions = versions or {}
+            for pk, uid, version in Collection.objects.filter(pk__in=where.collection_ids).values_list(
+                    "pk", "uid", "index_version"):
+                self._uids[pk] = uid
+                versions.setdefault(pk, version)
+        return [Collection(pk=pk, uid=self._uids[pk], index_version=versions[pk])
+                for pk in where.collection_ids if pk in self._uids and pk in versions]
+
     def search(self, vector: np.ndarray, k: int, where: Filter) -> Ranking:
         allowed = sql.allowed_chunks(where) if where.narrows_documents else None
         found: Ranking = []
-        for collection in Collection.objects.filter(pk__in=where.collection_ids):
+        for collection in self._collections(where):
             if allowed is not None and collection.pk not in allowed:
                 continue
             subset = allowed[collection.pk] if allowed is not None else None
-            found += vectors.store().search(vectors.index_for(collection), vector, k, subset)
+            index = vectors.index_for(collection)
+            if index is not None:  # None: the collection was deleted meanwhile
+                found += vectors.store().search(index, vector, k, subset)
         return sorted(found, key=lambda item: -item[1])[:k]
 
     def count(self, collection_id: int) -> int:
-        collection = Collection.objects.get(pk=collection_id)
-        return int(vectors.index_for(collection).ntotal)
+        index = vectors.index_for(Collection.objects.get(pk=collection_id))
+        return int(index.ntotal) if index is not None else 0
 
     def rebuild(self, collection_id: int) -> None:
         vectors.rebuild(collection_id)
