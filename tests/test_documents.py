@@ -269,7 +269,7 @@ def test_after_delete_nothing_of_the_document_can_be_retrieved(alice):
     assert any(h["document"]["title"] == "plants" for h in alice(SEARCH, {"q": "chlorophyll", "k": 5})["data"]["searchDocuments"])
     deleted = alice(f'mutation {{ deleteDocument(id: "{doc["id"]}") {{ ... on Document {{ id title }} }} }}')
     assert deleted["data"]["deleteDocument"]["title"] == "plants"
-    hits = alice(SEARCH, {"q": "chlorophyll glucose photosynthesis", "k": 10})["data"]["searchDocuments"]
+    hits = alice(SEARCH, {"q": "chlorophyll glucose photosynthesis", "k": 10, "threshold": -1})["data"]["searchDocuments"]
     assert all(h["document"]["title"] != "plants" for h in hits) and hits
     assert not default_storage.exists(key)
     assert not Chunk.objects.filter(document__title="plants").exists()

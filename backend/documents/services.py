@@ -366,7 +366,8 @@ class Hit:
         return self.chunk.document
 
 
-def search(user, query: str, *, collection_ids=None, k: int = 5, threshold: float = 0.0,
+def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS["k"],
+           threshold: float = retrieval.DEFAULTS["threshold"],
            filters: SearchFilters | None = None, strategy: str = retrieval.DEFAULTS["strategy"]) -> list[Hit]:
     """Passages from the collections ``user`` may read, best first.
 
