@@ -1,7 +1,9 @@
 """Search latency and memory on either engine: the index alone, and `searchDocuments` over HTTP.
 
 For each size (10k, 100k, 1M vectors by default) the vectors are synthetic (random unit vectors of
-the model's dimension; text made of random words), stored as the pipeline stores them: chunk rows
+the model's dimension) and each chunk's text is a random 60-word window of the SciFact abstracts
+(real words with their real frequencies, so keyword search meets common and rare terms as it
+would), stored as the pipeline stores them: chunk rows
 with their vectors in the database, and the engine's index (the collection's FAISS file, or
 pgvector's HNSW index). One document in a hundred is tagged "rare" (a 1% filter). Then:
 
@@ -38,6 +40,22 @@ QUESTIONS = [
     "Can vaccines prevent viral infection in the elderly?", "Which receptors mediate the immune response?",
     "Is a high salt diet linked to heart disease?", "How do stem cells repair muscle tissue?",
 ]
+
+
+def text_source():
+    """Words of the SciFact abstracts (or the small list above when the eval set is missing)."""
+    import json
+
+    from bench.common import EVAL
+
+    corpus = EVAL / "scifact" / "corpus.jsonl"
+    if not corpus.exists():
+        return list(WORDS) * 100
+    words = []
+    for line in corpus.read_text().splitlines():
+        if line.strip():
+            words += json.loads(line)["text"].split()
+    return words
 
 
 def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -109,6 +127,7 @@ def fill_database(n: int, dim: int):
     user = register(email=f"bench-{n}@example.com", password="bench passphrase 123")
     collection: Collection = default_collection(user)
     rng = random.Random(n)
+    source = text_source()
     per_document = 100
     matrix = unit_vectors(n, dim, seed=n + 1)
     for start in range(0, n, 20_000):
@@ -124,7 +143,8 @@ def fill_database(n: int, dim: int):
             for d_index, doc in enumerate(docs):
                 for position in range(per_document):
                     row = start + d_index * per_document + position
-                    text = " ".join(rng.choices(WORDS, k=40))
+                    at = rng.randrange(0, len(source) - 60)
+                    text = " ".join(source[at:at + 60])
                     chunks.append(Chunk(document=doc, collection=collection, position=position, text=text,
                                         text_hash=hashlib.sha256(text.encode()).hexdigest(), char_start=0,
                                         char_end=len(text), token_count=60, vector=to_bytes(matrix[row]),

@@ -11,7 +11,7 @@ from django.utils import timezone
 from backend.chats import services
 from backend.chats.models import Chat, Message
 from backend.rag.pipeline import groundedness, rewrite_follow_up
-from backend.rag.retrieval import reciprocal_rank_fusion
+from backend.rag.retrieval import reciprocal_rank_fusion, score_fusion
 from backend.rag.providers import ChatMessage, ExtractiveGenerator
 
 from .conftest import error_codes
@@ -187,6 +187,10 @@ def test_follow_up_questions_are_rewritten_with_the_history():
 def test_rank_fusion():
     fused = reciprocal_rank_fusion([[(1, 0.9), (2, 0.5)], [(2, 3.0), (3, 1.0)]])
     assert fused[0][0] == 2
+    # Score fusion keeps distances: 1 is far ahead in the first ranking, barely behind in the second.
+    fused = score_fusion([[(1, 0.9), (2, 0.2), (3, 0.1)], [(2, 10.0), (1, 9.8), (4, 1.0)]])
+    assert [item for item, _ in fused][:2] == [1, 2] and fused[0][1] == pytest.approx(0.5 + 0.5 * 8.8 / 9)
+    assert score_fusion([[], [(5, 2.0)]]) == [(5, 0.5)]
 
 
 def test_extractive_generator_cites_the_passages_it_quotes():

@@ -31,7 +31,7 @@ class ShareRole(enum.Enum):
     EDITOR = "EDITOR"
 
 
-@strawberry.enum(description="DENSE: vectors; BM25: keywords; HYBRID (the default): both, fused by rank; MULTI_QUERY: rephrasings, fused.")
+@strawberry.enum(description="DENSE: vectors; BM25: keywords; HYBRID (the default): both, scores fused; MULTI_QUERY: rephrasings, fused.")
 class RetrievalStrategy(enum.Enum):
     DENSE = "dense"
     BM25 = "bm25"
