@@ -106,7 +106,15 @@ def index_alone(collection_id: int, queries: int, dim: int) -> dict:
             flush()
     flush()
     recall = float(np.mean([len(set(f) & {i for _, i in b}) / 10 for f, b in zip(found, best)]))
-    return {**summary_ms(times), "recall@10_vs_exact": round(recall, 4), "engine": vectors.name}
+    figures = {**summary_ms(times), "recall@10_vs_exact": round(recall, 4), "engine": vectors.name,
+               "vector_bytes": engine().stats(collection).bytes_on_disk}
+    if vectors.name == "pgvector":  # one HNSW index over the whole table (every size so far)
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_relation_size('documents_chunk_embedding_hnsw'), count(*) FROM documents_chunk")
+            figures["hnsw_index_bytes"], figures["table_rows"] = cursor.fetchone()
+    return figures
 
 
 def fill_database(n: int, dim: int):

@@ -167,3 +167,17 @@ def test_move_vectors_between_engines(make_user, settings, tmp_path):
     call_command("move_vectors", "--to", "pgvector")
     assert engines.engine().vectors.count(collection.pk) == 30
     assert len(services.search(user, "tumor", k=5, threshold=-1.0, strategy="dense")) == 5
+
+
+def test_auto_falls_back_to_faiss_and_says_why(settings, monkeypatch, caplog):
+    from django.db import connection as conn
+
+    settings.VECTOR_BACKEND = "auto"
+    engines._engines.clear()
+    monkeypatch.setattr(engines, "pgvector_ready", lambda: (False, "the PostgreSQL extension `vector` is not installed"))
+    monkeypatch.setattr(conn, "vendor", "postgresql")
+    with caplog.at_level("WARNING", logger="backend.documents.engines"):
+        chosen = engines._resolve()
+    assert chosen.vectors.name == "faiss"
+    assert "extension `vector` is not installed" in caplog.text and "move_vectors" in caplog.text
+    engines._engines.clear()
