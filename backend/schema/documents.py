@@ -31,12 +31,11 @@ class ShareRole(enum.Enum):
     EDITOR = "EDITOR"
 
 
-@strawberry.enum(description="DENSE: vectors; BM25: keywords; HYBRID (the default): both, scores fused; MULTI_QUERY: rephrasings, fused.")
-class RetrievalStrategy(enum.Enum):
-    DENSE = "dense"
-    BM25 = "bm25"
-    HYBRID = "hybrid"
-    MULTI_QUERY = "multi_query"
+# The strategies of backend.rag.retrieval, as a GraphQL enum (their one definition is there).
+RetrievalStrategy = strawberry.enum(
+    enum.Enum("RetrievalStrategy", {name.upper(): name for name in retrieval.STRATEGIES}),
+    description="DENSE: vectors; BM25: keywords; HYBRID (the default): both, scores fused; MULTI_QUERY: "
+                "rephrasings, fused.")
 
 
 @strawberry.enum
