@@ -286,6 +286,9 @@ VECTOR_BACKEND = env("VECTOR_BACKEND", "auto")
 FAISS_HNSW_MIN_VECTORS = env_int("FAISS_HNSW_MIN_VECTORS", 20_000)  # exact search below, an HNSW graph above
 FAISS_EF_SEARCH = env_int("FAISS_EF_SEARCH", 96)
 PGVECTOR_EF_SEARCH = env_int("PGVECTOR_EF_SEARCH", 100)
+# Keyword search reads the postings of the rarest query terms up to this many chunks (and more
+# only when needed for an exact top k).
+KEYWORD_CANDIDATE_BUDGET = env_int("KEYWORD_CANDIDATE_BUDGET", 5000)
 
 # --- Models and providers -------------------------------------------------------------------
 OPENAI_API_KEY = env("OPENAI_API_KEY")

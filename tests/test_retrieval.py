@@ -181,3 +181,50 @@ def test_auto_falls_back_to_faiss_and_says_why(settings, monkeypatch, caplog):
     assert chosen.vectors.name == "faiss"
     assert "extension `vector` is not installed" in caplog.text and "move_vectors" in caplog.text
     engines._engines.clear()
+
+
+@pytest.mark.parametrize("query", ["zebrafish tumor gene", "tumor gene zebrafish okapi", "tumor gene cell"])
+def test_keyword_search_reading_rare_terms_first_ranks_as_reading_every_term(make_user, settings, query):
+    user = make_user()
+    fill(user, documents=40, per_document=25)  # 1000 chunks of 14 common words
+    for i, chunk in enumerate(Chunk.objects.order_by("pk")[:30]):
+        chunk.text += " zebrafish" + (" okapi" if i % 3 == 0 else "")
+        chunk.save(update_fields=["text"])
+    Collection.objects.update(index_version=F("index_version") + 1)
+
+    def ranking(budget):
+        settings.KEYWORD_CANDIDATE_BUDGET = budget
+        return [(h.chunk.pk, round(h.score, 6)) for h in
+                services.search(user, query, k=10, threshold=-1.0, strategy="bm25")]
+
+    everything = ranking(10**9)
+    assert len(everything) == 10
+    assert ranking(0) == everything
+    if "zebrafish" in query:
+        assert {pk for pk, _ in everything} <= set(Chunk.objects.filter(text__contains="zebrafish").values_list("pk", flat=True))
+
+
+def test_keyword_statistics_follow_every_change_to_the_chunks(alice):
+    if not on_postgresql():
+        pytest.skip("FTS5 keeps its own vocabulary; the statistics table is PostgreSQL's")
+    doc = upload(alice, "plants.md", PHOTOSYNTHESIS_MD)["document"]
+    upload(alice, "trains.txt", TRAINS_TXT)
+    wait()
+    other = alice('mutation { createCollection(name: "Archive") { ... on Collection { id } } }')["data"]["createCollection"]["id"]
+    alice(f'mutation {{ updateDocument(id: "{doc["id"]}", collectionId: "{other}") {{ __typename }} }}')
+
+    def stats_and_recount():
+        ours = list(Collection.objects.values_list("pk", flat=True))  # (the tests' flush truncates chunks)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT collection_id, lexeme, df FROM documents_keyword_stats "
+                           "WHERE df <> 0 AND collection_id = ANY(%s)", [ours])
+            kept = set(cursor.fetchall())
+            cursor.execute("SELECT collection_id, lexeme, count(*) FROM documents_chunk, "
+                           "unnest(tsvector_to_array(search_vector)) AS l(lexeme) GROUP BY 1, 2")
+            return kept, set(cursor.fetchall())
+
+    kept, recount = stats_and_recount()
+    assert kept == recount and any(lexeme == "chlorophyl" for _, lexeme, _ in kept)
+    alice(f'mutation {{ deleteDocument(id: "{doc["id"]}") {{ __typename }} }}')
+    kept, recount = stats_and_recount()
+    assert kept == recount and not any(lexeme == "chlorophyl" for _, lexeme, _ in kept)

@@ -78,6 +78,39 @@ class KeywordIndex(ABC):
         """The k best chunks for ``query`` allowed by ``where``."""
 
 
+@dataclass
+class TermPlan:
+    """Which query terms find the candidates of a keyword search (MaxScore, Turtle and Flood 1995).
+
+    A chunk holding none of the ``essential`` terms scores at most ``rest_bound`` (each other
+    term adding at most its idf times k1 + 1), so once the k-th best candidate scores at least
+    that, no chunk outside the candidates can enter the top k: the search is exact while reading
+    the postings of the rare terms only. When it is not (``needs_all``), the engine searches
+    again with every term.
+    """
+
+    essential: list[str]
+    rest: list[str]
+    rest_bound: float
+
+    def needs_all(self, scores: Sequence[float], k: int) -> bool:
+        return bool(self.rest) and (len(scores) < k or sorted(scores, reverse=True)[k - 1] < self.rest_bound)
+
+
+def plan_terms(df: dict[str, int], idf: Callable[[int], float], budget: int, k1: float = 1.2) -> TermPlan:
+    """Rarest terms first, as long as their postings add up to at most ``budget`` (at least one);
+    terms no chunk holds are dropped."""
+    present = sorted((t for t in df if df[t] > 0), key=lambda t: (df[t], t))
+    essential, total = [], 0
+    for term in present:
+        if essential and total + df[term] > budget:
+            break
+        essential.append(term)
+        total += df[term]
+    rest = present[len(essential):]
+    return TermPlan(essential, rest, sum(idf(df[t]) * (k1 + 1) for t in rest))
+
+
 def score_fusion(rankings: Sequence[Ranking], weights: Sequence[float] | None = None) -> Ranking:
     """Convex combination of min-max normalised scores (Bruch, Gai and Ingber, "An Analysis of
     Fusion Functions for Hybrid Retrieval", ACM TOIS 2023): unlike reciprocal rank fusion it keeps

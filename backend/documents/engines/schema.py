@@ -14,6 +14,7 @@ from backend.rag.embeddings import DIMENSION
 logger = logging.getLogger(__name__)
 
 FTS_TABLE = "documents_chunk_fts"
+FTS_VOCAB = "documents_chunk_fts_vocab"  # each stemmed term and how many chunks hold it
 TSV_COLUMN = "search_vector"
 VECTOR_COLUMN = "embedding"
 TEXT_CONFIG = "english"
@@ -22,6 +23,7 @@ TEXT_CONFIG = "english"
 def _sqlite(cursor) -> None:
     cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s", [f"{FTS_TABLE}_%"])
     triggers = {name for (name,) in cursor.fetchall()}
+    cursor.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_VOCAB} USING fts5vocab({FTS_TABLE}, 'row')")
     cursor.execute("SELECT 1 FROM sqlite_master WHERE name = %s", [FTS_TABLE])
     if cursor.fetchone() and len(triggers) == 3:
         return
@@ -35,6 +37,7 @@ def _sqlite(cursor) -> None:
                    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, text) VALUES ('delete', old.id, old.text); "
                    f"INSERT INTO {FTS_TABLE}(rowid, text) VALUES (new.id, new.text); END")
     cursor.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")
+    cursor.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_VOCAB} USING fts5vocab({FTS_TABLE}, 'row')")
 
 
 def has_vector_extension(cursor) -> bool:
@@ -68,12 +71,66 @@ def add_vector_column(connection) -> bool:
     return True
 
 
+# How many chunks of each collection hold each lexeme, kept by statement triggers in the
+# transactions that write chunks: keyword search reads its document frequencies here instead of
+# counting postings (the count of a common word is most of the work of a search). Rows are
+# upserted in (collection, lexeme) order, so concurrent writers lock them in one order.
+STATS_TABLE = "documents_keyword_stats"
+_STATS_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {STATS_TABLE}_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' THEN
+    INSERT INTO {STATS_TABLE} AS s (collection_id, lexeme, df)
+      SELECT collection_id, lexeme, sum(n) FROM (
+        SELECT o.collection_id, l.lexeme, -1 AS n FROM old_rows o JOIN new_rows w ON w.id = o.id,
+               unnest(tsvector_to_array(o.{TSV_COLUMN})) AS l(lexeme)
+         WHERE o.collection_id <> w.collection_id OR o.{TSV_COLUMN} <> w.{TSV_COLUMN}
+        UNION ALL
+        SELECT w.collection_id, l.lexeme, 1 FROM old_rows o JOIN new_rows w ON w.id = o.id,
+               unnest(tsvector_to_array(w.{TSV_COLUMN})) AS l(lexeme)
+         WHERE o.collection_id <> w.collection_id OR o.{TSV_COLUMN} <> w.{TSV_COLUMN}) AS d
+      GROUP BY collection_id, lexeme HAVING sum(n) <> 0 ORDER BY collection_id, lexeme
+    ON CONFLICT (collection_id, lexeme) DO UPDATE SET df = s.df + excluded.df;
+  ELSIF TG_OP = 'INSERT' THEN
+    INSERT INTO {STATS_TABLE} AS s (collection_id, lexeme, df)
+      SELECT collection_id, lexeme, count(*) FROM new_rows, unnest(tsvector_to_array({TSV_COLUMN})) AS l(lexeme)
+      GROUP BY collection_id, lexeme ORDER BY collection_id, lexeme
+    ON CONFLICT (collection_id, lexeme) DO UPDATE SET df = s.df + excluded.df;
+  ELSE
+    INSERT INTO {STATS_TABLE} AS s (collection_id, lexeme, df)
+      SELECT collection_id, lexeme, -count(*) FROM old_rows, unnest(tsvector_to_array({TSV_COLUMN})) AS l(lexeme)
+      GROUP BY collection_id, lexeme ORDER BY collection_id, lexeme
+    ON CONFLICT (collection_id, lexeme) DO UPDATE SET df = s.df + excluded.df;
+  END IF;
+  RETURN NULL;
+END $$"""
+
+
+def _keyword_stats(cursor) -> None:
+    cursor.execute("SELECT to_regclass(%s)", [STATS_TABLE])
+    exists = cursor.fetchone()[0] is not None
+    cursor.execute(f"CREATE TABLE IF NOT EXISTS {STATS_TABLE} (collection_id bigint NOT NULL, lexeme text NOT NULL, "
+                   "df bigint NOT NULL, PRIMARY KEY (collection_id, lexeme))")
+    cursor.execute(_STATS_FUNCTION)
+    for event, tables in (("INSERT", "NEW TABLE AS new_rows"), ("DELETE", "OLD TABLE AS old_rows"),
+                          ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows")):
+        name = f"{STATS_TABLE}_{event.lower()}"
+        cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON documents_chunk")
+        cursor.execute(f"CREATE TRIGGER {name} AFTER {event} ON documents_chunk REFERENCING {tables} "
+                       f"FOR EACH STATEMENT EXECUTE FUNCTION {STATS_TABLE}_change()")
+    if not exists:  # chunks written before the table: count them once
+        cursor.execute(f"INSERT INTO {STATS_TABLE} (collection_id, lexeme, df) SELECT collection_id, lexeme, count(*) "
+                       f"FROM documents_chunk, unnest(tsvector_to_array({TSV_COLUMN})) AS l(lexeme) "
+                       "GROUP BY collection_id, lexeme")
+
+
 def _postgresql(connection) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"ALTER TABLE documents_chunk ADD COLUMN IF NOT EXISTS {TSV_COLUMN} tsvector "
                        f"GENERATED ALWAYS AS (to_tsvector('{TEXT_CONFIG}', text)) STORED")
         cursor.execute(f"CREATE INDEX IF NOT EXISTS documents_chunk_search_vector ON documents_chunk "
                        f"USING gin ({TSV_COLUMN})")
+        _keyword_stats(cursor)
     add_vector_column(connection)
 
 
