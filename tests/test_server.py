@@ -143,3 +143,4 @@ def test_the_compose_file_runs_the_worker_the_tests_run_and_can_scale_the_api():
     assert (ROOT / "deploy" / "nginx.conf").exists()
     assert "BEHIND_TLS_PROXY:-false" in services["backend"]["environment"]["BEHIND_TLS_PROXY"]
     assert "pgvector" in services["db"]["image"]
+    assert services["backend"]["environment"]["VECTOR_BACKEND"] == "pgvector"  # as tests/test_deployment.py runs
