@@ -105,7 +105,7 @@ def run(args, docs, queries, judged):
     from django.db.models import Count
 
     from backend.core.tasks import runner
-    from backend.documents import services
+    from backend.documents import search, services
     from backend.documents.models import Document
     from backend.users.services import register
 
@@ -136,7 +136,7 @@ def run(args, docs, queries, judged):
             if strategy == "bm25s-reference":
                 documents = [chunk_document[c] for c in reference(text)]
             else:
-                hits = services.search(user, text, k=args.passages, threshold=-1.0, strategy=strategy)
+                hits = search.search(user, text, k=args.passages, threshold=-1.0, strategy=strategy)
                 documents = [hit.chunk.document_id for hit in hits]
             ranked: list[str] = []
             for document_id in documents:

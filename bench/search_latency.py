@@ -17,12 +17,10 @@ pgvector's HNSW index). One document in a hundred is tagged "rare" (a 1% filter)
     .venv/bin/python bench/search_latency.py [--engine sqlite|postgresql] [--sizes 10000,100000,1000000]
 """
 
-import gc
 import hashlib
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -70,12 +68,12 @@ def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
 
 def index_alone(collection_id: int, queries: int, dim: int) -> dict:
     """The engine's dense search alone (top 10) and its recall@10 against exact search."""
-    from backend.documents import services
+    from backend.documents import search
     from backend.documents.engines import engine
     from backend.documents.models import Chunk, Collection
 
     collection = Collection.objects.get(pk=collection_id)
-    where = services._where([collection], None)
+    where = search.where_for([collection], None)
     vectors = engine().vectors
     probes = unit_vectors(queries, dim, seed=7)
     vectors.search(probes[0], 10, where)  # loads the index
@@ -177,7 +175,8 @@ def fill_database(n: int, dim: int):
 
 
 SEARCH = """query($q: String!, $strategy: RetrievalStrategy, $filters: SearchFiltersInput) {
-  searchDocuments(query: $q, k: 5, strategy: $strategy, filters: $filters) { score page document { title } chunk { id } } }"""
+  searchDocuments(query: $q, k: 5, threshold: -1, strategy: $strategy, filters: $filters) {
+    score page document { title } chunk { id } } }"""
 CASES = {"hybrid": {}, "dense": {"strategy": "DENSE"},
          "dense_filtered_1pct": {"strategy": "DENSE", "filters": {"tags": ["rare"]}}}
 

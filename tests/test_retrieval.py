@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.models import F
 
-from backend.documents import engines, services
+from backend.documents import engines, search, services
 from backend.documents.models import Chunk, Collection, Document
 from backend.rag.embeddings import DIMENSION, to_bytes
 
@@ -58,11 +58,11 @@ def small_graph(settings):
 def test_a_filter_matching_one_percent_of_chunks_still_returns_k_hits(make_user, small_graph, strategy):
     user = make_user()
     fill(user, documents=100, per_document=20, rare_every=100)  # 2000 chunks, 20 of them (1%) in a "rare" document
-    for filters in (services.SearchFilters(tags=["rare"]), services.SearchFilters(file_types=["md"])):
-        hits = services.search(user, "tumor receptor therapy", k=8, threshold=-1.0, filters=filters, strategy=strategy)
+    for filters in (search.SearchFilters(tags=["rare"]), search.SearchFilters(file_types=["md"])):
+        hits = search.search(user, "tumor receptor therapy", k=8, threshold=-1.0, filters=filters, strategy=strategy)
         assert len(hits) == 8
         assert {h.document.title for h in hits} == {"doc 0"}
-    narrow = services.search(user, "gene", k=50, threshold=-1.0, filters=services.SearchFilters(tags=["rare"]),
+    narrow = search.search(user, "gene", k=50, threshold=-1.0, filters=search.SearchFilters(tags=["rare"]),
                              strategy=strategy)
     rare = Chunk.objects.filter(document__title="doc 0")
     expected = sum("gene" in c.text.split() for c in rare) if strategy == "bm25" else rare.count()
@@ -79,7 +79,7 @@ def test_dense_search_over_the_approximate_index_finds_what_exact_search_finds(m
                         for v in Chunk.objects.order_by("pk").values_list("vector", flat=True)])
     ids = list(Chunk.objects.order_by("pk").values_list("pk", flat=True))
     exact = {ids[i] for i in np.argsort(-(matrix @ query))[:10]}
-    where = services._where([collection], None)
+    where = search.where_for([collection], None)
     found = {cid for cid, _ in engines.engine().vectors.search(query, 10, where)}
     assert len(found & exact) >= 9
 
@@ -89,10 +89,10 @@ def test_keyword_search_stems_and_weighs_rare_words(alice):
     upload(alice, "trains.txt", TRAINS_TXT)
     wait()
     user = Document.objects.first().uploaded_by
-    hits = services.search(user, "reservations for the journeys", k=3, threshold=-1.0, strategy="bm25")
+    hits = search.search(user, "reservations for the journeys", k=3, threshold=-1.0, strategy="bm25")
     assert hits and hits[0].document.title == "trains"  # reservation, journey: stemmed
-    assert services.search(user, "the of and", k=3, threshold=-1.0, strategy="bm25") == []  # stop words only
-    hits = services.search(user, "chlorophyll station", k=3, threshold=-1.0, strategy="bm25")
+    assert search.search(user, "the of and", k=3, threshold=-1.0, strategy="bm25") == []  # stop words only
+    hits = search.search(user, "chlorophyll station", k=3, threshold=-1.0, strategy="bm25")
     assert {h.document.title for h in hits} == {"plants", "trains"}
 
 
@@ -166,7 +166,7 @@ def test_move_vectors_between_engines(make_user, settings, tmp_path):
     assert engines.engine().vectors.count(collection.pk) == 0
     call_command("move_vectors", "--to", "pgvector")
     assert engines.engine().vectors.count(collection.pk) == 30
-    assert len(services.search(user, "tumor", k=5, threshold=-1.0, strategy="dense")) == 5
+    assert len(search.search(user, "tumor", k=5, threshold=-1.0, strategy="dense")) == 5
 
 
 def test_auto_falls_back_to_faiss_and_says_why(settings, monkeypatch, caplog):
@@ -195,7 +195,7 @@ def test_keyword_search_reading_rare_terms_first_ranks_as_reading_every_term(mak
     def ranking(budget):
         settings.KEYWORD_CANDIDATE_BUDGET = budget
         return [(h.chunk.pk, round(h.score, 6)) for h in
-                services.search(user, query, k=10, threshold=-1.0, strategy="bm25")]
+                search.search(user, query, k=10, threshold=-1.0, strategy="bm25")]
 
     everything = ranking(10**9)
     assert len(everything) == 10

@@ -286,7 +286,7 @@ def _history(chat: Chat, before_id: int | None = None) -> list[ChatMessage]:
 
 
 def _retrieve(user, question: str, history: list[ChatMessage], rag: dict) -> tuple[list[dict], dict]:
-    from backend.documents import services as documents
+    from backend.documents import search as documents
 
     query = pipeline.rewrite_follow_up(question, history)
     filters_raw = rag.get("filters") or {}

@@ -1,8 +1,8 @@
-"""Collections and documents: permissions, uploads, deletion, sharing, search.
+"""Collections and documents: permissions, uploads, deletion, sharing.
 
 Visibility comes from ``visible_to`` / ``editable_by`` on the querysets, the same methods the
-GraphQL types use. Ingestion itself is in ``ingest.py`` (a task); the search engines (pgvector or
-FAISS, and full-text search) in ``engines/``, the strategies in ``backend.rag.retrieval``.
+GraphQL types use. Ingestion itself is in ``ingest.py`` (a task); search in ``search.py`` over the
+engines of ``engines/`` (pgvector or FAISS, and full-text search).
 """
 
 import hashlib
@@ -11,7 +11,6 @@ import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import PurePath
 
 from django.conf import settings
@@ -25,7 +24,7 @@ from django.utils import timezone
 from backend.core import events, tasks, userdata
 from backend.core.errors import Forbidden, NotFound
 from backend.core.scoping import require_user as _require
-from backend.rag import loaders, retrieval
+from backend.rag import loaders
 
 from . import engines, vectors
 from .models import Chunk, Collection, CollectionShare, Document, Role
@@ -343,92 +342,6 @@ def open_original(user, uid):
     if document is None:
         raise NotFound("No such document.")
     return default_storage.open(document.storage_key, "rb"), document
-
-
-# --- search ---------------------------------------------------------------------------------
-
-@dataclass
-class SearchFilters:
-    file_types: list[str] | None = None
-    tags: list[str] | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    document_ids: list[int] | None = None
-
-
-@dataclass
-class Hit:
-    chunk: Chunk
-    score: float
-
-    @property
-    def document(self) -> Document:
-        return self.chunk.document
-
-
-def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS["k"],
-           threshold: float = retrieval.DEFAULTS["threshold"],
-           filters: SearchFilters | None = None, strategy: str = retrieval.DEFAULTS["strategy"]) -> list[Hit]:
-    """Passages from the collections ``user`` may read, best first.
-
-    ``strategy``: dense (vectors), bm25 (keywords), hybrid (both, fused by reciprocal rank) or
-    multi_query (several phrasings, fused). Filters apply inside the engines, before the top k.
-    Every hit's score is its cosine similarity to the query, and ``threshold`` applies to it
-    whatever the strategy.
-    """
-    import numpy as np
-
-    from backend.rag.embeddings import from_bytes, get_embedder
-
-    _require(user)
-    query = (query or "").strip()
-    if not query:
-        raise ValidationError({"query": ValidationError("Type something to search for.", code="REQUIRED")})
-    if len(query) > 2000:
-        raise ValidationError({"query": ValidationError("At most 2000 characters.", code="TOO_LONG")})
-    if not 1 <= k <= 100:
-        raise ValidationError({"k": ValidationError("Between 1 and 100.", code="OUT_OF_RANGE")})
-    if not -1.0 <= threshold <= 1.0:
-        raise ValidationError({"threshold": ValidationError("Between -1 and 1.", code="OUT_OF_RANGE")})
-    if strategy not in retrieval.STRATEGIES:
-        raise ValidationError({"strategy": ValidationError(f"One of {', '.join(retrieval.STRATEGIES)}.",
-                                                           code="INVALID_CHOICE")})
-    collections = list(Collection.objects.visible_to(user).only("pk", "index_version"))
-    if collection_ids:
-        wanted = {str(c) for c in collection_ids}
-        collections = [c for c in collections if str(c.pk) in wanted]
-        if len(collections) != len(wanted):
-            raise NotFound("No such collection.")
-    if not collections:
-        return []
-    where = _where(collections, filters)
-    query_vector = get_embedder().embed_query(query)
-    # Fused rankings and a score threshold cut the list after ranking: ask for more than k.
-    fetch = k if strategy == "dense" and threshold <= -1.0 else max(k * 4, 20)
-    ranked = engines.retriever().rank(strategy, query, query_vector, where, fetch)
-    chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=ranked, collection_id__in=where.collection_ids,
-                                                    document__status=Document.Status.READY)
-              .select_related("document")}
-    hits = []
-    for cid in ranked:
-        chunk = chunks.get(cid)
-        if chunk is None:
-            continue
-        score = float(np.dot(from_bytes(bytes(chunk.vector)), query_vector))
-        if score < threshold:
-            continue
-        hits.append(Hit(chunk, score))
-        if len(hits) == k:
-            break
-    return hits
-
-
-def _where(collections, filters: SearchFilters | None) -> retrieval.Filter:
-    f = filters or SearchFilters()
-    return retrieval.Filter(
-        collection_ids=tuple(c.pk for c in collections), versions=tuple(c.index_version for c in collections),
-        file_types=tuple(f.file_types or ()), tags=tuple(sorted({t.strip().lower() for t in f.tags or ()})),
-        created_after=f.created_after, created_before=f.created_before, document_ids=tuple(f.document_ids or ()))
 
 
 # --- account data ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from strawberry.scalars import JSON
 from strawberry_django.relay import DjangoListConnection
 
 from backend.core import events
+from backend.documents import search as document_search
 from backend.documents import services
 from backend.documents.models import Chunk, Collection, CollectionShare, Document, Role
 from backend.rag import retrieval
@@ -206,7 +207,7 @@ def _stats(s) -> VectorStoreStats:
 def _filters(value: SearchFiltersInput | None):
     if value is None:
         return None
-    return services.SearchFilters(
+    return document_search.SearchFilters(
         file_types=[f.value for f in value.file_types] if value.file_types else None,
         tags=value.tags, created_after=value.created_after, created_before=value.created_before,
         document_ids=[decode_id(d, "Document") for d in value.document_ids] if value.document_ids else None)
@@ -263,7 +264,7 @@ class Query:
                          k: int = retrieval.DEFAULTS["k"], threshold: float = retrieval.DEFAULTS["threshold"], filters: SearchFiltersInput | None = None,
                          strategy: RetrievalStrategy = RetrievalStrategy(retrieval.DEFAULTS["strategy"])
                          ) -> list[SearchHit]:
-        hits = services.search(info.context.get_user(), query,
+        hits = document_search.search(info.context.get_user(), query,
                                collection_ids=[_collection_pk(c) for c in collection_ids or []],
                                k=k, threshold=threshold, filters=_filters(filters), strategy=strategy.value)
         return [SearchHit(score=h.score, text=h.chunk.text, page=h.chunk.page_start, chunk=h.chunk,
