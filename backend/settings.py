@@ -129,6 +129,12 @@ if env("DATABASE_URL"):
             "timeout": DB_POOL_TIMEOUT, "max_idle": 300}
     else:
         DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 0)
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # pgvector's HNSW search for every session: its candidate list, and an iterative scan that
+        # goes on until enough rows pass a query's filters (set here: no round trip per search).
+        PGVECTOR_EF_SEARCH = env_int("PGVECTOR_EF_SEARCH", 100)
+        DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+            f"-c hnsw.ef_search={PGVECTOR_EF_SEARCH} -c hnsw.iterative_scan=relaxed_order")
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -285,7 +291,6 @@ INDEX_DIR = env("INDEX_DIR", "")  # default: DATA_DIR/indexes (FAISS files, a ca
 VECTOR_BACKEND = env("VECTOR_BACKEND", "auto")
 FAISS_HNSW_MIN_VECTORS = env_int("FAISS_HNSW_MIN_VECTORS", 20_000)  # exact search below, an HNSW graph above
 FAISS_EF_SEARCH = env_int("FAISS_EF_SEARCH", 96)
-PGVECTOR_EF_SEARCH = env_int("PGVECTOR_EF_SEARCH", 100)
 # Keyword search reads the postings of the rarest query terms up to this many chunks (and more
 # only when needed for an exact top k).
 KEYWORD_CANDIDATE_BUDGET = env_int("KEYWORD_CANDIDATE_BUDGET", 5000)

@@ -130,6 +130,9 @@ def test_explicit_pgvector_needs_the_extension_and_auto_says_which_engine(settin
     chosen = engines.engine()
     if on_postgresql():
         assert chosen.vectors.name == "pgvector" and chosen.keywords.name == "postgresql-fts"
+        with connection.cursor() as cursor:  # every session searches the HNSW graph iteratively
+            cursor.execute("SHOW hnsw.iterative_scan")
+            assert cursor.fetchone()[0] == "relaxed_order"
     else:
         assert chosen.vectors.name == "faiss" and chosen.keywords.name == "sqlite-fts5"
         settings.VECTOR_BACKEND = "pgvector"

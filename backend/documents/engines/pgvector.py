@@ -10,7 +10,6 @@ query runs exactly over the rows the filter allows.
 from datetime import datetime, timezone
 
 import numpy as np
-from django.conf import settings
 from django.db import connection, transaction
 
 from backend.rag.embeddings import DIMENSION, MODEL_NAME, from_bytes
@@ -51,10 +50,7 @@ class PgVectors(VectorIndex):
         q = literal(vector)
         # ``+ 0`` hides the ordering from the HNSW index: the planner scans the filtered rows exactly.
         order = f"(c.{VECTOR_COLUMN} <#> %s::vector)" + (" + 0" if exact else "")
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true), "
-                           "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                           [str(max(settings.PGVECTOR_EF_SEARCH, k))])
+        with connection.cursor() as cursor:  # hnsw.* settings: the connection's (settings.py)
             cursor.execute(f"SELECT c.id, -(c.{VECTOR_COLUMN} <#> %s::vector) FROM {chunk} c "
                            f"JOIN {document} d ON d.id = c.document_id WHERE {clause} "
                            f"AND c.{VECTOR_COLUMN} IS NOT NULL ORDER BY {order} LIMIT %s", [q, *params, q, k])
