@@ -83,18 +83,35 @@ class TermPlan:
     """Which query terms find the candidates of a keyword search (MaxScore, Turtle and Flood 1995).
 
     A chunk holding none of the ``essential`` terms scores at most ``rest_bound`` (each other
-    term adding at most its idf times k1 + 1), so once the k-th best candidate scores at least
+    term adds at most its idf times k1 + 1), so once the k-th best candidate scores at least
     that, no chunk outside the candidates can enter the top k: the search is exact while reading
-    the postings of the rare terms only. When it is not (``needs_all``), the engine searches
-    again with every term.
+    the postings of the rare terms only. Otherwise ``widen`` moves the rarest other terms in until
+    their bound is below the k-th score found (a score the wider search can only beat), and one
+    more search is exact.
     """
 
     essential: list[str]
     rest: list[str]
-    rest_bound: float
+    bounds: dict[str, float]  # term -> the most it adds to a chunk's score
 
-    def needs_all(self, scores: Sequence[float], k: int) -> bool:
-        return bool(self.rest) and (len(scores) < k or sorted(scores, reverse=True)[k - 1] < self.rest_bound)
+    @property
+    def rest_bound(self) -> float:
+        return sum(self.bounds[t] for t in self.rest)
+
+    def kth(self, scores: Sequence[float], k: int) -> float | None:
+        """The k-th best score, or None when there are fewer than k."""
+        return sorted(scores, reverse=True)[k - 1] if len(scores) >= k else None
+
+    def exact(self, scores: Sequence[float], k: int) -> bool:
+        kth = self.kth(scores, k)
+        return not self.rest or (kth is not None and kth >= self.rest_bound)
+
+    def widen(self, scores: Sequence[float], k: int) -> "TermPlan":
+        kth = self.kth(scores, k) or 0.0
+        essential, rest = list(self.essential), list(self.rest)
+        while rest and sum(self.bounds[t] for t in rest) > kth:
+            essential.append(rest.pop(0))
+        return TermPlan(essential, rest, self.bounds)
 
 
 def plan_terms(df: dict[str, int], idf: Callable[[int], float], budget: int, k1: float = 1.2) -> TermPlan:
@@ -107,8 +124,7 @@ def plan_terms(df: dict[str, int], idf: Callable[[int], float], budget: int, k1:
             break
         essential.append(term)
         total += df[term]
-    rest = present[len(essential):]
-    return TermPlan(essential, rest, sum(idf(df[t]) * (k1 + 1) for t in rest))
+    return TermPlan(essential, present[len(essential):], {t: idf(df[t]) * (k1 + 1) for t in present})
 
 
 def score_fusion(rankings: Sequence[Ranking], weights: Sequence[float] | None = None) -> Ranking:

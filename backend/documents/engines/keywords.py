@@ -97,19 +97,24 @@ class Fts5Keywords(KeywordIndex):
             return max(math.log((rows - f + 0.5) / (f + 0.5)), 1e-6)
 
         plan = plan_terms(df, idf, settings.KEYWORD_CANDIDATE_BUDGET, K1)
-        essential = plan.essential + [w for w in words if not df[w]]  # unknown stems: let FTS5 find them
+        unknown = [w for w in words if not df[w]]  # a stem not found as we spell it: FTS5 finds it
+        every = match(plan.essential + plan.rest + unknown)
+        found = self._candidates(match(plan.essential + unknown), every, where, k) if plan.rest else []
+        if plan.rest and not plan.exact([score for _, score in found], k):
+            plan = plan.widen([score for _, score in found], k)
+            found = self._candidates(match(plan.essential + unknown), every, where, k) if plan.rest else []
         if not plan.rest:
-            return self._query(match(essential), where, k) if essential else []
-        # bm25() adds one term per phrase: over "E AND (E OR R)" it counts E twice, so the score of
-        # E and R together is that minus the score over E alone (exact, to the last bit).
-        every = match(essential + plan.rest)
-        partial = self._partial(match(essential))
-        combined = self._query(f"({match(essential)}) AND ({every})", where, None)
-        found = sorted(((i, score - partial.get(i, 0.0)) for i, score in combined),
-                       key=lambda item: (-item[1], item[0]))[:k]
-        if plan.needs_all([score for _, score in found], k):
-            return self._query(every, where, k)
+            return self._query(every, where, k) if plan.essential or unknown else []
         return found
+
+    def _candidates(self, essential: str, every: str, where: Filter, k: int) -> Ranking:
+        """Chunks holding an essential term, scored over every term. bm25() adds one term per
+        phrase: over "E AND (E OR R)" it counts E twice, so the score of E and R together is that
+        minus the score over E alone (exact, to the last bit)."""
+        partial = self._partial(essential)
+        combined = self._query(f"({essential}) AND ({every})", where, None)
+        return sorted(((i, score - partial.get(i, 0.0)) for i, score in combined),
+                      key=lambda item: (-item[1], item[0]))[:k]
 
 
 class PgKeywords(KeywordIndex):
@@ -197,6 +202,6 @@ class PgKeywords(KeywordIndex):
             return []
         idfs = {t: idf(df[t]) for t in plan.essential + plan.rest}
         found = self._score(plan.essential, idfs, avgdl, k, where)
-        if plan.needs_all([score for _, score in found], k):
-            found = self._score(plan.essential + plan.rest, idfs, avgdl, k, where)
+        if not plan.exact([score for _, score in found], k):
+            found = self._score(plan.widen([score for _, score in found], k).essential, idfs, avgdl, k, where)
         return found
