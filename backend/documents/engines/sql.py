@@ -68,13 +68,15 @@ def where_clause(where: Filter) -> tuple[str, list]:
 
 
 def allowed_chunks(where: Filter) -> dict[int, list[int]]:
-    """Chunk ids ``where`` allows, by collection (for engines that filter outside the database)."""
+    """Chunk ids ``where`` allows, by collection (for engines that filter outside the database).
+    The documents are chosen first (tags and dates tested once per document, not per chunk)."""
     chunk, document = tables()
-    clause, params = where_clause(where)
+    collections, params = collections_clause(where, alias="d")
+    documents, more = documents_clause(where)
     found: dict[int, list[int]] = {}
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT c.collection_id, c.id FROM {chunk} c JOIN {document} d ON d.id = c.document_id "
-                       f"WHERE {clause}", params)
+        cursor.execute(f"SELECT c.collection_id, c.id FROM {chunk} c WHERE c.document_id IN "
+                       f"(SELECT d.id FROM {document} d WHERE {collections} AND {documents})", params + more)
         for collection_id, chunk_id in cursor.fetchall():
             found.setdefault(collection_id, []).append(chunk_id)
     return found
