@@ -264,7 +264,8 @@ def main():
             print(f"{'':>9}          server RSS {e2e['server_rss_mib']} MiB", flush=True)
             figures["sizes"][str(n)] = {"index_alone": alone, "end_to_end": e2e, "fill_seconds": round(fill.seconds, 1),
                                         "index_build_seconds": round(build_seconds, 1)}
-        write("search_latency" + ("" if args.engine == "sqlite" else f"-{args.engine}"), args, figures)
+            # after each size: a long run stopped at 1M keeps the smaller sizes' figures
+            write("search_latency" + ("" if args.engine == "sqlite" else f"-{args.engine}"), args, figures)
     finally:
         stop_database()
 
