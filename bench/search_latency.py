@@ -58,6 +58,7 @@ def text_source():
 
 
 _anchors: list[np.ndarray] = []
+ANCHORS = {"count": 10_000}  # --smoke: a few hundred (embedding 10,000 texts takes minutes)
 
 
 def corpus_vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -70,7 +71,7 @@ def corpus_vectors(n: int, dim: int, seed: int) -> np.ndarray:
         from backend.rag.embeddings import get_embedder
 
         source, rng = text_source(), random.Random(0)
-        windows = [" ".join(source[i:i + 60]) for i in (rng.randrange(0, len(source) - 60) for _ in range(10_000))]
+        windows = [" ".join(source[i:i + 60]) for i in (rng.randrange(0, len(source) - 60) for _ in range(ANCHORS["count"]))]
         _anchors.append(np.asarray(get_embedder().embed_documents(windows), dtype=np.float32))
     anchors = _anchors[0]
     rng = np.random.default_rng(seed)
@@ -239,6 +240,8 @@ def main():
     p.add_argument("--queries", type=int, default=200)
     args = p.parse_args()
     sizes = [1000] if args.smoke else [int(s) for s in args.sizes.split(",")]
+    if args.smoke:
+        ANCHORS["count"] = 300
     queries = 20 if args.smoke else args.queries
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
 
