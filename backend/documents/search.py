@@ -38,8 +38,8 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
            filters: SearchFilters | None = None, strategy: str = retrieval.DEFAULTS["strategy"]) -> list[Hit]:
     """Passages from the collections ``user`` may read, best first.
 
-    ``strategy``: dense (vectors), bm25 (keywords), hybrid (both, fused by reciprocal rank) or
-    multi_query (several phrasings, fused). Filters apply inside the engines, before the top k.
+    ``strategy``: dense (vectors), bm25 (keywords), hybrid (both, scores fused) or multi_query
+    (several phrasings, ranks fused). Filters apply inside the engines, before the top k.
     Every hit's score is its cosine similarity to the query, and ``threshold`` applies to it
     whatever the strategy.
     """

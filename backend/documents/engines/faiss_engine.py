@@ -29,26 +29,25 @@ def _sync_after_commit(collection_id: int) -> None:
 class FaissVectors(VectorIndex):
     name = "faiss"
 
+    def __init__(self):
+        self._uids: dict[int, object] = {}  # collection id -> uid (names its file; never changes)
+
     def add(self, collection_id: int, ids, matrix) -> None:
         _sync_after_commit(collection_id)
 
     def delete(self, collection_id: int, ids) -> None:
         _sync_after_commit(collection_id)
 
-    def __init__(self):
-        self._uids: dict[int, object] = {}  # collection id -> uid (names its file; never changes)
-
     def _collections(self, where: Filter) -> list[Collection]:
         """The collections at the versions the search read (no query once their uids are known)."""
-        versions = dict(zip(where.collection_ids, where.versions)) if where.versions else None
-        if versions is None or any(pk not in self._uids for pk in where.collection_ids):
-            versions = versions or {}
-            for pk, uid, version in Collection.objects.filter(pk__in=where.collection_ids).values_list(
-                    "pk", "uid", "index_version"):
-                self._uids[pk] = uid
-                versions.setdefault(pk, version)
+        ids = where.collection_ids
+        missing = [pk for pk in ids if pk not in self._uids]
+        if missing:
+            self._uids.update(Collection.objects.filter(pk__in=missing).values_list("pk", "uid"))
+        versions = (dict(zip(ids, where.versions)) if where.versions
+                    else dict(Collection.objects.filter(pk__in=ids).values_list("pk", "index_version")))
         return [Collection(pk=pk, uid=self._uids[pk], index_version=versions[pk])
-                for pk in where.collection_ids if pk in self._uids and pk in versions]
+                for pk in ids if pk in self._uids and pk in versions]
 
     def search(self, vector: np.ndarray, k: int, where: Filter) -> Ranking:
         allowed = sql.allowed_chunks(where) if where.narrows_documents else None

@@ -130,7 +130,7 @@ class PgKeywords(KeywordIndex):
         missing = [cid for cid, version in keys if version is None or (cid, version) not in self._stats]
         found: dict[int, tuple[int, int]] = {}
         if missing:
-            clause, params = sql._in("collection_id", missing)
+            clause, params = sql.in_clause("collection_id", missing)
             with connection.cursor() as cursor:
                 cursor.execute(f"SELECT collection_id, count(*), coalesce(sum(token_count), 0) FROM {chunk} "
                                f"WHERE {clause} GROUP BY collection_id", params)

@@ -23,6 +23,7 @@ TEXT_CONFIG = "english"
 def _sqlite(cursor) -> None:
     cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s", [f"{FTS_TABLE}_%"])
     triggers = {name for (name,) in cursor.fetchall()}
+    # The vocabulary table reads the FTS table when queried, so it may be declared before it.
     cursor.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_VOCAB} USING fts5vocab({FTS_TABLE}, 'row')")
     cursor.execute("SELECT 1 FROM sqlite_master WHERE name = %s", [FTS_TABLE])
     if cursor.fetchone() and len(triggers) == 3:
@@ -37,7 +38,6 @@ def _sqlite(cursor) -> None:
                    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, text) VALUES ('delete', old.id, old.text); "
                    f"INSERT INTO {FTS_TABLE}(rowid, text) VALUES (new.id, new.text); END")
     cursor.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")
-    cursor.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_VOCAB} USING fts5vocab({FTS_TABLE}, 'row')")
 
 
 def has_vector_extension(cursor) -> bool:

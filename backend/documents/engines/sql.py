@@ -19,7 +19,7 @@ def tables() -> tuple[str, str]:
     return quote(Chunk._meta.db_table), quote(Document._meta.db_table)
 
 
-def _in(column: str, values) -> tuple[str, list]:
+def in_clause(column: str, values) -> tuple[str, list]:
     values = list(values)
     return f"{column} IN ({', '.join(['%s'] * len(values))})", values
 
@@ -27,7 +27,7 @@ def _in(column: str, values) -> tuple[str, list]:
 def collections_clause(where: Filter, alias: str = "c") -> tuple[str, list]:
     if not where.collection_ids:
         return "1 = 0", []
-    return _in(f"{alias}.collection_id", where.collection_ids)
+    return in_clause(f"{alias}.collection_id", where.collection_ids)
 
 
 def documents_clause(where: Filter) -> tuple[str, list]:
@@ -35,11 +35,11 @@ def documents_clause(where: Filter) -> tuple[str, list]:
     ops = connection.ops
     clauses, params = ["d.status = %s"], [Document.Status.READY.value]
     if where.file_types:
-        clause, values = _in("d.file_type", where.file_types)
+        clause, values = in_clause("d.file_type", where.file_types)
         clauses.append(clause)
         params += values
     if where.document_ids:
-        clause, values = _in("d.id", where.document_ids)
+        clause, values = in_clause("d.id", where.document_ids)
         clauses.append(clause)
         params += values
     if where.created_after:
