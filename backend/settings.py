@@ -31,6 +31,11 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
@@ -68,6 +73,7 @@ INSTALLED_APPS = [
     "backend.documents",
     "backend.chats",
     "backend.recipes",
+    "backend.quotas",
     "backend.graphiql",
 ]
 
@@ -301,14 +307,53 @@ OPENAI_BASE_URL = env("OPENAI_BASE_URL")  # an OpenAI-compatible server (Ollama,
 CLOUDFLARE_ACCOUNT_ID = env("CLOUDFLARE_ACCOUNT_ID")
 CLOUDFLARE_API_TOKEN = env("CLOUDFLARE_API_TOKEN")
 CLOUDFLARE_API_BASE_URL = env("CLOUDFLARE_API_BASE_URL")
-# Who writes RAG answers: "extractive" (offline, no key) or one of llama-3, gpt-3.5-turbo, gpt-4.
-RAG_GENERATOR = env("RAG_GENERATOR", "extractive")
+# Who writes RAG answers by default (a user's preference or a chat's setting comes first): "auto"
+# (the user's default model, else the first language model available to them, else extractive),
+# "extractive" (quotes from the passages, no key), or one of llama-3, gpt-3.5-turbo, gpt-4.
+RAG_GENERATOR = env("RAG_GENERATOR", "auto")
 RAG_NO_ANSWER_TEXT = env("RAG_NO_ANSWER_TEXT", "I could not find anything about this in your documents.")
+# Seconds to wait for a provider to connect and for each part of its answer (PROVIDER_TIMEOUT).
+PROVIDER_TIMEOUT = env_float("PROVIDER_TIMEOUT", 60.0)
+
+# --- Quotas (per user; per-user overrides in the admin) and throttles ------------------------
+# Token quotas count the tokens of answers written with the server's keys, per model and UTC day;
+# 0 in a variable means unlimited. Guests get the GUEST_ figures.
+QUOTAS_ENABLED = env_bool("QUOTAS_ENABLED", True)
+
+
+def _quotas(prefix: str, tokens: dict, turns: int, documents: int, stored_mib: int) -> dict:
+    def limit(name, default):
+        return env_int(f"{prefix}{name}", default) or None
+    return {"tokens_per_day": {model: limit(f"TOKENS_PER_DAY_{model.upper().replace('-', '_').replace('.', '_')}",
+                                            value) for model, value in tokens.items()},
+            "turns_per_minute": limit("TURNS_PER_MINUTE", turns), "documents": limit("DOCUMENTS", documents),
+            "stored_bytes": (limit("STORED_MIB", stored_mib) or 0) * 1024 * 1024 or None}
+
+
+QUOTAS = _quotas("QUOTA_", {"llama-3": 500_000, "gpt-3.5-turbo": 500_000, "gpt-4": 100_000}, 20, 1000, 2048)
+GUEST_QUOTAS = _quotas("GUEST_QUOTA_", {"llama-3": 50_000, "gpt-3.5-turbo": 50_000, "gpt-4": 10_000}, 5, 20, 50)
+# Throttles: "<count>/<period>" (s, m, h, d) per client address, per account or per email address,
+# counted in the cache (Redis when configured, so they hold across processes). THROTTLES_ENABLED=0
+# turns them off (benchmarks).
+THROTTLES_ENABLED = env_bool("THROTTLES_ENABLED", True)
+THROTTLES = {
+    "register": env("THROTTLE_REGISTER", "10/h"),  # per address
+    "guest": env("THROTTLE_GUEST", "20/h"),  # guest sessions per address
+    "reset-mail-address": env("THROTTLE_RESET_MAIL_ADDRESS", "10/h"),  # reset mails asked per client address
+    "reset-mail-email": env("THROTTLE_RESET_MAIL_EMAIL", "3/h"),  # reset mails per email address
+    "verify-mail": env("THROTTLE_VERIFY_MAIL", "5/h"),  # verification mails per account
+    "upload": env("THROTTLE_UPLOAD", "60/m"),  # per account
+    "search": env("THROTTLE_SEARCH", "120/m"),  # per account
+    "turn": env("THROTTLE_TURN", "30/m"),  # chatStream starts per account
+}
 
 # --- GraphQL ----------------------------------------------------------------------------------
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 12)
 GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 30)
 GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 2000)
+# The largest cost of one operation (backend/schema/cost.py: a search costs 50, four times that
+# as MULTI_QUERY; a page of N items multiplies what is asked inside it by N).
+GRAPHQL_MAX_COST = env_int("GRAPHQL_MAX_COST", 1000)
 GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", not PRODUCTION)
 GRAPHIQL = env_bool("GRAPHIQL", not PRODUCTION)
 STRAWBERRY_DJANGO = {

@@ -100,33 +100,41 @@ def bm25s_reference(passages: int):
     return search
 
 
-def run(args, docs, queries, judged):
+def ingest(docs):
+    """Every document uploaded by one user through the documents service and ingested by the task
+    runner: (user, seconds, {status: count}, {document pk: corpus id})."""
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.db.models import Count
 
     from backend.core.tasks import runner
-    from backend.documents import search, services
+    from backend.documents import services
     from backend.documents.models import Document
     from backend.users.services import register
 
     user = register(email="bench@example.com", password="bench passphrase 123")
     print(f"ingesting {len(docs)} documents through the documents service ...", flush=True)
-    with Timer() as ingest:
+    with Timer() as timer:
         for d in docs:
             body = f"{d['title']}\n\n{d['text']}".encode()
             services.upload_document(user, SimpleUploadedFile(f"{d['_id']}.txt", body), title=d["title"][:200] or None)
         runner().wait_idle(timeout=24 * 3600)
     states = dict(Document.objects.values_list("status").annotate(n=Count("id")))
-    corpus_id = dict(Document.objects.values_list("pk", "original_name"))
-    corpus_id = {pk: name.rsplit(".", 1)[0] for pk, name in corpus_id.items()}
-    print(f"  {ingest.seconds:.0f} s, {states}", flush=True)
+    corpus_id = {pk: name.rsplit(".", 1)[0] for pk, name in Document.objects.values_list("pk", "original_name")}
+    print(f"  {timer.seconds:.0f} s, {states}", flush=True)
+    return user, timer.seconds, states, corpus_id
+
+
+def run(args, docs, queries, judged):
+    from backend.documents import search
+
+    user, ingest_seconds, states, corpus_id = ingest(docs)
 
     from backend.documents.engines import engine
     from backend.documents.models import Chunk
 
     figures = {"engine": args.engine, "vectors": engine().vectors.name, "keywords": engine().keywords.name,
                "backend": args.backend, "query_backend": args.query_backend, "dataset": str(args.corpus.parent.name), "documents": len(docs), "queries": len(queries),
-               "ingest_seconds": round(ingest.seconds, 1), "document_states": states, "strategies": {}}
+               "ingest_seconds": round(ingest_seconds, 1), "document_states": states, "strategies": {}}
     chunk_document = dict(Chunk.objects.values_list("pk", "document_id"))
     reference = bm25s_reference(args.passages)
     for strategy in args.strategies.split(",") + ["bm25s-reference"]:

@@ -17,7 +17,11 @@ class FakeProvider:
         self.requests: list[dict] = []
         self.tokens = ["Hello", " from", " the", " model", "."]
         self.delay = 0.0
-        self.mode = "ok"  # ok | rate_limit | context | down
+        # ok | auth (401) | rate_limit (429 with Retry-After: retry_after) | context (too long) |
+        # stall (headers, then nothing for ``stall`` seconds) | mid_stall (two tokens, then nothing)
+        self.mode = "ok"
+        self.retry_after = "7"
+        self.stall = 5.0
         self.disconnected = threading.Event()
         server = self
 
@@ -51,13 +55,33 @@ class FakeProvider:
 
     # --- protocol helpers -------------------------------------------------------------------
 
-    def _error(self, handler, status, body):
+    def _error(self, handler, status, body, headers=None):
         data = json.dumps(body).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
         handler.end_headers()
         handler.wfile.write(data)
+
+    def _stalled(self, handler, events) -> bool:
+        """``stall``: send the headers and then nothing; ``mid_stall``: two events, then nothing."""
+        if self.mode not in ("stall", "mid_stall"):
+            return False
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        try:
+            if self.mode == "mid_stall":
+                for event in list(events)[:2]:
+                    handler.wfile.write(f"data: {event}\n\n".encode())
+                handler.wfile.flush()
+            time.sleep(self.stall)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        handler.close_connection = True
+        return True
 
     def _sse(self, handler, events):
         handler.send_response(200)
@@ -78,9 +102,15 @@ class FakeProvider:
         handler.close_connection = True
 
     def _openai(self, handler, body):
+        if self.mode == "auth":
+            return self._error(handler, 401, {"error": {
+                "message": "Incorrect API key provided: sk-wrong. You can find your API key at "
+                           "https://platform.openai.com/account/api-keys.", "type": "invalid_request_error",
+                "param": None, "code": "invalid_api_key"}})
         if self.mode == "rate_limit":
             return self._error(handler, 429, {"error": {"message": "Rate limit reached", "type": "requests",
-                                                        "code": "rate_limit_exceeded"}})
+                                                        "code": "rate_limit_exceeded"}},
+                               {"retry-after": self.retry_after})
         if self.mode == "context":
             return self._error(handler, 400, {"error": {
                 "message": "This model's maximum context length is 8192 tokens.", "type": "invalid_request_error",
@@ -96,9 +126,20 @@ class FakeProvider:
                                                        "finish_reason": None}]})
             yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
 
-        self._sse(handler, events())
+        if not self._stalled(handler, events()):
+            self._sse(handler, events())
 
     def _cloudflare(self, handler, body):
+        if self.mode == "auth":
+            return self._error(handler, 401, {"success": False, "errors": [
+                {"code": 10000, "message": "Authentication error"}], "messages": [], "result": None})
         if self.mode == "rate_limit":
-            return self._error(handler, 429, {"success": False, "errors": [{"code": 3040, "message": "Capacity"}]})
-        self._sse(handler, (json.dumps({"response": token, "p": "abc"}) for token in self.tokens))
+            return self._error(handler, 429, {"success": False, "errors": [{"code": 3040, "message": "Capacity"}]},
+                               {"Retry-After": self.retry_after})
+        if self.mode == "context":
+            return self._error(handler, 400, {"success": False, "errors": [{"code": 5021, "message": (
+                "AiError: AiError: The estimated number of input and maximum output tokens (9000) exceeded "
+                "this model's context window limit (8192).")}], "messages": [], "result": None})
+        events = (json.dumps({"response": token, "p": "abc"}) for token in self.tokens)
+        if not self._stalled(handler, events):
+            self._sse(handler, events)

@@ -26,9 +26,8 @@ LOGIN = f"""mutation($email: String!, $password: String!) {{
   login(email: $email, password: $password) {{ ... on User {{ {USER_FIELDS} }} {ERRORS} }}
 }}"""
 ME = f"""query {{ me {{ {USER_FIELDS} preferences {{ theme language timezone defaultModel
-  notifications {{ email documentReady productUpdates }}
-  ai {{ preferredModel temperature maxTokens systemPrompt }}
-  privacy {{ shareData analyticsOptIn chatHistoryRetentionDays }} }} }} }}"""
+  ai {{ temperature maxTokens systemPrompt }} rag {{ generator }}
+  privacy {{ chatHistoryRetentionDays }} }} }} }}"""
 UPDATE_PREFS = f"""mutation($p: PreferencesInput!) {{
   updatePreferences(preferences: $p) {{ ... on User {{ preferences {{ theme timezone ai {{ temperature maxTokens }}
     privacy {{ chatHistoryRetentionDays }} }} }} {ERRORS} }}
@@ -178,10 +177,11 @@ def test_preferences_have_defaults_and_update_partially(alice):
 
 
 def test_malformed_preferences_are_field_errors(alice):
-    result = alice(UPDATE_PREFS, {"p": {"timezone": "Mars/Olympus", "ai": {"temperature": 7, "preferredModel": "gpt-9"}}})
+    result = alice(UPDATE_PREFS, {"p": {"timezone": "Mars/Olympus", "ai": {"temperature": 7},
+                                        "defaultModel": "gpt-9", "rag": {"generator": "gpt-9"}}})
     got = {(m["field"], m["code"]) for m in messages(result, "updatePreferences")}
     assert got == {("preferences.timezone", "INVALID_TIMEZONE"), ("preferences.ai.temperature", "OUT_OF_RANGE"),
-                   ("preferences.ai.preferredModel", "INVALID_CHOICE")}
+                   ("preferences.defaultModel", "INVALID_CHOICE"), ("preferences.rag.generator", "INVALID_CHOICE")}
     # Nothing was saved.
     assert alice(ME)["data"]["me"]["preferences"]["timezone"] == "UTC"
     # A wrong type never reaches the service: GraphQL refuses it.
@@ -195,10 +195,12 @@ def test_unknown_keys_and_wrong_types_in_imported_preferences_are_field_errors()
     from backend.users.preferences import validate_patch
 
     with pytest.raises(ValidationError) as exc:
-        validate_patch({"colour": "red", "ai": {"max_tokens": "many"}, "privacy": {"share_data": 1}})
+        validate_patch({"colour": "red", "ai": {"max_tokens": "many"}, "privacy": {"chat_history_retention_days": "1"},
+                        "notifications": {"email": True}})
     codes = {k: [e.code for e in v] for k, v in exc.value.error_dict.items()}
     assert codes == {"preferences.colour": ["UNKNOWN_KEY"], "preferences.ai.max_tokens": ["WRONG_TYPE"],
-                     "preferences.privacy.share_data": ["WRONG_TYPE"]}
+                     "preferences.privacy.chat_history_retention_days": ["WRONG_TYPE"],
+                     "preferences.notifications": ["UNKNOWN_KEY"]}
 
 
 def test_upload_avatar_resizes_and_replaces_the_old_file(alice, settings):

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from backend.chats import services
+from backend.chats import keys, services
 from backend.chats.models import Chat, Message
 from backend.rag.pipeline import groundedness, rewrite_follow_up
 from backend.rag.retrieval import reciprocal_rank_fusion, score_fusion
@@ -89,7 +89,8 @@ def test_rate_a_message(alice, bob):
     assert chat.messages.get(role="assistant").rating == -1
 
 
-def test_presets_and_a_chat_started_from_one(alice, bob):
+def test_presets_and_a_chat_started_from_one(alice, bob, settings):
+    settings.OPENAI_API_KEY = "sk-server"  # a chat on GPT-4 needs a key
     made = alice(f"""mutation {{ createAiPreset(name: "Precise", model: "gpt-4", temperature: 0.1, maxTokens: 500,
         systemPrompt: "Answer in one line.") {{ ... on AiPreset {{ id name temperature }} {ERRORS} }} }}""")
     preset = made["data"]["createAiPreset"]
@@ -212,7 +213,7 @@ def test_search_documents_by_each_strategy(alice, strategy):
 
 
 def test_rag_defaults_come_from_preferences_then_chat_then_turn(alice):
-    from backend.chats.services import effective_params
+    from backend.chats.params import effective_params
 
     alice("mutation { updatePreferences(preferences: { rag: { strategy: \"bm25\", k: 7 } }) { __typename } }")
     bad = alice("mutation { updatePreferences(preferences: { rag: { strategy: \"psychic\" } }) { ... on OperationInfo { messages { field code } } } }")

@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from strawberry import relay
 
-from backend.chats import services
+from backend.chats import keys, services
 from backend.chats.models import Chat, Message
 from backend.core.tasks import runner
 from backend.documents import services as documents
@@ -26,9 +26,9 @@ STREAM = """subscription($chat: ID!, $content: String!, $model: String, $p: Chat
     ... on StreamStarted { messageId userMessage { content role } }
     ... on TokenDelta { delta }
     ... on StreamSources { sources { number title page snippet documentId } }
-    ... on StreamDone { message { id content status groundedness unsupportedSentences retrieval
+    ... on StreamDone { message { id content status generator groundedness unsupportedSentences retrieval
                                   sources { number title page } } }
-    ... on StreamFailed { code errorMessage answer { status } }
+    ... on StreamFailed { code errorMessage retryAfter answer { status errorCode } }
   }
 }"""
 
@@ -128,7 +128,7 @@ async def test_gpt4_answer_streams_token_by_token_and_is_saved(alice_user, opena
 
 
 async def test_a_users_own_key_takes_precedence(alice_user, openai):
-    await sync_to_async(services.set_provider_key)(alice_user, provider="openai", api_key="sk-alice-own")
+    await sync_to_async(keys.set_provider_key)(alice_user, provider="openai", api_key="sk-alice-own")
     _, gid = await new_chat(alice_user, "gpt-3.5-turbo")
     ws = await socket_for(alice_user)
     await stream(ws, gid, "hi")
@@ -201,7 +201,8 @@ async def test_rag_answers_from_the_users_documents_with_citations(alice_user):
     assert sources[0]["title"] == "plants" and sources[0]["number"] == 1
     done = events[-1]["message"]
     assert "[1]" in done["content"] and "sugar" in done["content"]
-    assert "Extractive answer" in done["content"]
+    assert done["generator"] == "extractive"  # no language model is available to alice
+    assert {s["number"] for s in done["sources"]} == {1}  # the passages the answer cites, no more
     assert done["groundedness"] == 1.0 and done["unsupportedSentences"] == []
     retrieval = done["retrieval"]
     assert retrieval["strategy"] == "hybrid" and retrieval["passages"][0]["title"] == "plants"
@@ -308,7 +309,7 @@ async def test_provider_keys_are_encrypted_at_rest_and_never_logged(alice_user, 
     from backend.chats.models import ProviderKey
 
     caplog.set_level(logging.DEBUG)
-    await sync_to_async(services.set_provider_key)(alice_user, provider="openai", api_key="sk-alice-secret-123")
+    await sync_to_async(keys.set_provider_key)(alice_user, provider="openai", api_key="sk-alice-secret-123")
     stored = await sync_to_async(ProviderKey.objects.get)()
     assert b"sk-alice-secret-123" not in bytes(stored.secret)
     _, gid = await new_chat(alice_user, "gpt-4")
@@ -323,11 +324,11 @@ async def test_provider_keys_are_encrypted_at_rest_and_never_logged(alice_user, 
 async def test_growing_answers_of_concurrent_streams_are_written_together(alice_user, openai, monkeypatch):
     """A page reloaded mid-answer shows the answer so far; hundreds of streams cost one write
     every half second between them, not two queries each."""
-    from backend.chats import services as chat_services
+    from backend.chats import turn as chat_turn
 
     writes = []
-    real = chat_services.save_partials
-    monkeypatch.setattr(chat_services, "save_partials", lambda contents: writes.append(dict(contents)) or real(contents))
+    real = chat_turn.save_partials
+    monkeypatch.setattr(chat_turn, "save_partials", lambda contents: writes.append(dict(contents)) or real(contents))
     streams = [await long_answer(alice_user, openai, 60) for _ in range(4)]
     chats, sockets = [chat for chat, _, _ in streams], [ws for _, ws, _ in streams]
     await asyncio.sleep(0.8)

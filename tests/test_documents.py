@@ -143,7 +143,8 @@ def test_search_filters_by_type_and_tags(alice):
     upload(alice, "plants.md", PHOTOSYNTHESIS_MD, tags=["Biology"])
     upload(alice, "trains.txt", TRAINS_TXT, tags=["travel"])
     wait()
-    only_txt = alice(SEARCH, {"q": "plants and sunlight", "k": 5, "filters": {"fileTypes": ["TXT"]}})
+    # (threshold -1: the travel notes do not answer the question, the filter is what is tested)
+    only_txt = alice(SEARCH, {"q": "plants and sunlight", "k": 5, "threshold": -1, "filters": {"fileTypes": ["TXT"]}})
     assert {h["document"]["title"] for h in only_txt["data"]["searchDocuments"]} == {"trains"}
     tagged = alice(SEARCH, {"q": "plants", "k": 5, "filters": {"tags": ["biology"]}})
     assert {h["document"]["title"] for h in tagged["data"]["searchDocuments"]} == {"plants"}

@@ -111,6 +111,7 @@ def test_search_defaults_to_hybrid_like_the_chats(alice, monkeypatch):
 
 def test_a_chat_turn_retrieves_outside_the_transaction_that_stores_the_question(make_user, monkeypatch):
     from backend.chats import services as chats
+    from backend.chats import turn as chat_turn
     from backend.rag import retrieval
 
     user = make_user()
@@ -120,7 +121,7 @@ def test_a_chat_turn_retrieves_outside_the_transaction_that_stores_the_question(
     monkeypatch.setattr(retrieval.Retriever, "rank",
                         lambda self, *a: in_transaction.append(connection.in_atomic_block) or real(self, *a))
     chat = chats.create_chat(user, model="rag-faiss")
-    turn = chats.start_turn(user, chat.pk, "Which tumor genes matter?", parameters={"rag": {"threshold": -1.0}})
+    turn = chat_turn.start_turn(user, chat.pk, "Which tumor genes matter?", parameters={"rag": {"threshold": -1.0}})
     assert in_transaction == [False]
     assert turn.answer.sources and turn.answer.retrieval["strategy"] == "hybrid"
 

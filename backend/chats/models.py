@@ -46,6 +46,8 @@ class Message(models.Model):
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)
     model = models.CharField(max_length=40, blank=True)
+    # Who wrote an answer: a language model's id, or "extractive" (quotes, no model); "" for questions.
+    generator = models.CharField(max_length=40, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETE)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)

@@ -10,9 +10,11 @@ class ServiceError(Exception):
     code = "INTERNAL"
     default_message = "Unexpected error."
 
-    def __init__(self, message: str | None = None):
+    def __init__(self, message: str | None = None, **extensions):
         super().__init__(message or self.default_message)
         self.message = message or self.default_message
+        # Details a client acts on (which quota, when to retry), sent beside the code.
+        self.extensions = {k: v for k, v in extensions.items() if v is not None}
 
 
 class Unauthenticated(ServiceError):
@@ -36,11 +38,28 @@ class BadUserInput(ServiceError):
 
 
 class RateLimited(ServiceError):
+    """A throttle: too many of one action in a short time (``retryAfter``: seconds)."""
+
     code = "RATE_LIMITED"
     default_message = "Too many attempts. Please wait a few minutes and try again."
 
 
-TOP_LEVEL_CODES = ("UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "BAD_USER_INPUT", "RATE_LIMITED", "INTERNAL")
+class QuotaExceeded(ServiceError):
+    """A quota of the user's plan is used up (``quota``, ``limit``, ``used``, ``resetsAt``)."""
+
+    code = "QUOTA_EXCEEDED"
+    default_message = "You have used up a quota of your account."
+
+
+class ModelUnavailable(ServiceError):
+    """The model cannot answer for this user (``model``, ``reason``: NO_KEY or NOT_CONFIGURED)."""
+
+    code = "MODEL_UNAVAILABLE"
+    default_message = "This model is not available to you."
+
+
+TOP_LEVEL_CODES = ("UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "BAD_USER_INPUT", "RATE_LIMITED", "QUOTA_EXCEEDED",
+                   "MODEL_UNAVAILABLE", "UNAVAILABLE", "INTERNAL")
 
 
 def field_error(field: str, message: str, code: str):

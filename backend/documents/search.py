@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 
 from backend.core.errors import NotFound
 from backend.core.scoping import require_user
+from backend.core.throttle import throttle
 from backend.rag import retrieval
 
 from . import engines
@@ -88,6 +89,13 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
         if len(hits) == k:
             break
     return hits
+
+
+def search_documents(user, query: str, **options) -> list[Hit]:
+    """``search`` as the searchDocuments operation asks it: throttled per account."""
+    require_user(user)
+    throttle("search", f"user:{user.pk}", "Too many searches.")
+    return search(user, query, **options)
 
 
 def where_for(collections, filters: SearchFilters | None) -> retrieval.Filter:

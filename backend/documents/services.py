@@ -24,6 +24,7 @@ from django.utils import timezone
 from backend.core import events, tasks, userdata
 from backend.core.errors import Forbidden, NotFound
 from backend.core.scoping import require_user as _require
+from backend.core.throttle import throttle
 from backend.rag import loaders
 
 from . import engines, vectors
@@ -187,8 +188,12 @@ class UploadResult:
 
 
 def upload_document(user, upload, *, collection_id=None, tags=None, title: str | None = None) -> UploadResult:
-    """Store the file and a PENDING row; ingestion runs after commit, never in the request."""
+    """Store the file and a PENDING row; ingestion runs after commit, never in the request.
+    Throttled per account; a new file must fit the user's document and storage quotas."""
+    from backend.quotas.services import check_upload
+
     _require(user)
+    throttle("upload", f"user:{user.pk}", "Too many uploads.")
     collection = (get_collection(user, collection_id, need=Role.EDITOR) if collection_id is not None
                   else default_collection(user))
     tags = _clean_tags(tags)
@@ -210,6 +215,7 @@ def upload_document(user, upload, *, collection_id=None, tags=None, title: str |
         retried = _retry_broken(existing, user, data, name)
         return UploadResult(retried or existing, retried is None)
 
+    check_upload(user, len(data))
     key = _store(collection, data)
     try:
         with transaction.atomic():

@@ -95,7 +95,11 @@ def fit_budget(passages: list[Passage], budget_tokens: int) -> list[Passage]:
 # --- groundedness ---------------------------------------------------------------------------
 
 CITATION = re.compile(r"\[(\d+)\]")
-NOTE = re.compile(r"^\(Extractive answer:.*\)$")
+
+
+def cited(answer: str) -> set[int]:
+    """The passage numbers an answer cites ("[2]")."""
+    return {int(n) for n in CITATION.findall(answer)}
 
 
 def groundedness(answer: str, passages: dict[int, str], min_overlap: float = 0.5) -> tuple[float, list[str]]:
@@ -104,7 +108,7 @@ def groundedness(answer: str, passages: dict[int, str], min_overlap: float = 0.5
     A sentence is supported when it cites at least one passage and at least ``min_overlap`` of its
     content words appear in the cited passages.
     """
-    sentences = [s for s in split_sentences(answer) if not NOTE.match(s) and content_words(CITATION.sub("", s))]
+    sentences = [s for s in split_sentences(answer) if content_words(CITATION.sub("", s))]
     if not sentences:
         return 0.0, []
     unsupported = []

@@ -4,26 +4,72 @@
 - Cloudflare Workers AI (Llama 3) over its REST API, streamed as server-sent events with httpx.
 - An offline extractive generator that needs no key and no download.
 
-Provider failures become ``ProviderError`` with a stable code. Keys are passed in, never logged.
+Provider failures become ``ProviderError`` with a code of ``ProviderErrorCode``. Keys are passed
+in, never logged. ``timeout`` bounds the wait for the provider: for the connection, and for every
+read of the stream (no token within it is PROVIDER_TIMEOUT).
 """
 
+import enum
 import json
 import re
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Protocol
 
-PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
-RATE_LIMITED = "RATE_LIMITED"
-CONTEXT_TOO_LONG = "CONTEXT_TOO_LONG"
-PROVIDER_ERROR = "PROVIDER_ERROR"
-AUTHENTICATION_FAILED = "AUTHENTICATION_FAILED"
+
+class ProviderErrorCode(str, enum.Enum):
+    PROVIDER_AUTH = "PROVIDER_AUTH"  # the provider rejected the key (401, 403)
+    RATE_LIMITED = "RATE_LIMITED"  # 429; ``retry_after`` says when to try again, when the provider says
+    CONTEXT_TOO_LONG = "CONTEXT_TOO_LONG"  # the conversation does not fit the model's context window
+    PROVIDER_TIMEOUT = "PROVIDER_TIMEOUT"  # no answer, or no next token, within the timeout
+    PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"  # connection refused or lost, 5xx
+    PROVIDER_ERROR = "PROVIDER_ERROR"  # any other refusal or unexpected failure of the provider
+
+
+PROVIDER_AUTH = ProviderErrorCode.PROVIDER_AUTH.value
+RATE_LIMITED = ProviderErrorCode.RATE_LIMITED.value
+CONTEXT_TOO_LONG = ProviderErrorCode.CONTEXT_TOO_LONG.value
+PROVIDER_TIMEOUT = ProviderErrorCode.PROVIDER_TIMEOUT.value
+PROVIDER_UNAVAILABLE = ProviderErrorCode.PROVIDER_UNAVAILABLE.value
+PROVIDER_ERROR = ProviderErrorCode.PROVIDER_ERROR.value
 
 
 class ProviderError(Exception):
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after
+
+
+def retry_after(headers) -> float | None:
+    """Seconds to wait from a 429's headers (``retry-after-ms``, ``retry-after`` in seconds or as
+    an HTTP date), or None when the provider does not say."""
+    if headers is None:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        value = headers.get("retry-after")
+        if not value:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            from datetime import datetime, timezone
+            from email.utils import parsedate_to_datetime
+
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _rate_limited(headers, who: str) -> ProviderError:
+    wait = retry_after(headers)
+    when = f" Try again in {wait:.0f} s." if wait is not None else " Try again shortly."
+    return ProviderError(RATE_LIMITED, f"{who} is rate limiting requests.{when}", retry_after=wait)
+
+
+CONTEXT_WORDS = ("context_length", "maximum context", "context window", "too long", "too many tokens")
 
 
 @dataclass
@@ -66,6 +112,7 @@ class OpenAIProvider:
         return ChatOpenAI(**kwargs)
 
     async def astream(self, messages: list[ChatMessage], params: Params) -> AsyncIterator[str]:
+        import httpx
         import openai
         from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
@@ -76,19 +123,23 @@ class OpenAIProvider:
                 text = chunk.content if isinstance(chunk.content, str) else ""
                 if text:
                     yield text
-        except openai.RateLimitError:
-            raise ProviderError(RATE_LIMITED, "The model provider is rate limiting requests. Try again shortly.")
-        except openai.AuthenticationError:
-            raise ProviderError(AUTHENTICATION_FAILED, "The provider rejected the API key.")
+        except openai.RateLimitError as exc:
+            if "insufficient_quota" in str(exc):
+                raise ProviderError(PROVIDER_ERROR, "The OpenAI account behind this key has no credit left.")
+            raise _rate_limited(getattr(exc.response, "headers", None), "OpenAI")
+        except (openai.AuthenticationError, openai.PermissionDeniedError):
+            raise ProviderError(PROVIDER_AUTH, "OpenAI rejected the API key. Check the key in your settings.")
         except openai.BadRequestError as exc:
-            if "context_length" in str(exc) or "maximum context" in str(exc):
+            if any(word in str(exc).lower() for word in CONTEXT_WORDS):
                 raise ProviderError(CONTEXT_TOO_LONG, "The conversation is too long for this model. "
                                     "Start a new chat or lower max tokens.")
-            raise ProviderError(PROVIDER_ERROR, "The provider refused the request.")
-        except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError):
-            raise ProviderError(PROVIDER_UNAVAILABLE, "The model provider cannot be reached right now.")
+            raise ProviderError(PROVIDER_ERROR, "OpenAI refused the request.")
+        except (openai.APITimeoutError, httpx.TimeoutException):  # before APIConnectionError, its base
+            raise ProviderError(PROVIDER_TIMEOUT, f"OpenAI did not answer within {self.timeout:g} s.")
+        except (openai.APIConnectionError, openai.InternalServerError, httpx.TransportError):
+            raise ProviderError(PROVIDER_UNAVAILABLE, "OpenAI cannot be reached right now.")
         except openai.APIStatusError:
-            raise ProviderError(PROVIDER_ERROR, "The provider returned an error.")
+            raise ProviderError(PROVIDER_ERROR, "OpenAI returned an error.")
 
 
 # --- Cloudflare Workers AI ------------------------------------------------------------------
@@ -117,16 +168,19 @@ class CloudflareProvider:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 async with client.stream("POST", url, json=body, headers=headers) as response:
                     if response.status_code == 429:
-                        raise ProviderError(RATE_LIMITED, "Cloudflare is rate limiting requests. Try again shortly.")
+                        raise _rate_limited(response.headers, "Cloudflare")
                     if response.status_code in (401, 403):
-                        raise ProviderError(AUTHENTICATION_FAILED, "Cloudflare rejected the API token.")
-                    if response.status_code == 413 or response.status_code == 400:
-                        text = (await response.aread()).decode(errors="replace")
-                        if "context" in text.lower() or "too long" in text.lower() or response.status_code == 413:
-                            raise ProviderError(CONTEXT_TOO_LONG, "The conversation is too long for this model.")
+                        raise ProviderError(PROVIDER_AUTH, "Cloudflare rejected the API token. Check it in your settings.")
+                    if response.status_code in (400, 413):
+                        text = (await response.aread()).decode(errors="replace").lower()
+                        if response.status_code == 413 or any(word in text for word in CONTEXT_WORDS):
+                            raise ProviderError(CONTEXT_TOO_LONG, "The conversation is too long for this model. "
+                                                "Start a new chat or lower max tokens.")
                         raise ProviderError(PROVIDER_ERROR, "Cloudflare refused the request.")
                     if response.status_code >= 500:
                         raise ProviderError(PROVIDER_UNAVAILABLE, "Cloudflare Workers AI is unavailable right now.")
+                    if response.status_code >= 300:
+                        raise ProviderError(PROVIDER_ERROR, "Cloudflare returned an error.")
                     async for line in response.aiter_lines():
                         if not line.startswith("data:"):
                             continue
@@ -139,13 +193,15 @@ class CloudflareProvider:
                             continue
                         if piece:
                             yield piece
+        except httpx.TimeoutException:
+            raise ProviderError(PROVIDER_TIMEOUT, f"Cloudflare Workers AI did not answer within {self.timeout:g} s.")
         except httpx.TransportError:
             raise ProviderError(PROVIDER_UNAVAILABLE, "Cloudflare Workers AI cannot be reached right now.")
 
 
 # --- offline extractive generator -----------------------------------------------------------
 
-EXTRACTIVE_NOTE = "(Extractive answer: quoted from your documents, no language model was used.)"
+NO_ANSWER = "The documents I found do not answer this question."
 SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 WORD_RE = re.compile(r"[a-z0-9]+")
 STOP = set("a an and are as at be by for from has have how i in is it its of on or that the this to was were "
@@ -171,7 +227,9 @@ class ExtractiveGenerator:
     """Builds an answer from the retrieved passages' best sentences, citing each one as [n].
 
     It reads the passages from ``params.extra["passages"]`` (list of texts, numbered from 1) and
-    the question from the last user message; with no passages it says it cannot answer.
+    the question from the last user message; when no sentence shares a word with the question it
+    refuses with ``params.extra["no_answer"]`` (the app's refusal). The message says which generator
+    wrote it; the text carries no note of its own.
     """
 
     name = "extractive"
@@ -179,7 +237,7 @@ class ExtractiveGenerator:
     def __init__(self, max_sentences: int = 3):
         self.max_sentences = max_sentences
 
-    def answer(self, question: str, passages: list[str]) -> str:
+    def answer(self, question: str, passages: list[str], no_answer: str = NO_ANSWER) -> str:
         terms = content_words(question)
         scored = []
         for number, passage in enumerate(passages, start=1):
@@ -196,12 +254,10 @@ class ExtractiveGenerator:
             chosen.append(f"{sentence} [{number}]")
             if len(chosen) == self.max_sentences:
                 break
-        if not chosen:
-            return "The documents I found do not answer this question. " + EXTRACTIVE_NOTE
-        return " ".join(chosen) + "\n\n" + EXTRACTIVE_NOTE
+        return " ".join(chosen) if chosen else no_answer
 
     async def astream(self, messages: list[ChatMessage], params: Params) -> AsyncIterator[str]:
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
-        text = self.answer(question, params.extra.get("passages", []))
+        text = self.answer(question, params.extra.get("passages", []), params.extra.get("no_answer", NO_ANSWER))
         for token in re.findall(r"\S+\s*", text):
             yield token

@@ -17,7 +17,10 @@ import numpy as np
 
 STRATEGIES = ("dense", "bm25", "hybrid", "multi_query")
 # The defaults of every RAG answer and of searchDocuments: one place.
-DEFAULTS = {"strategy": "hybrid", "k": 5, "threshold": 0.2, "context_budget": 2000, "include_metadata": True}
+# threshold: a passage whose cosine similarity to the question is below it is not used; a RAG
+# question with no passage above it is refused. 0.42 is the middle of the band where at most 5% of
+# answerable questions are refused and at most 5% of off-topic ones answered (bench/refusal.py).
+DEFAULTS = {"strategy": "hybrid", "k": 5, "threshold": 0.42, "context_budget": 2000, "include_metadata": True}
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
 
 Ranking = list[tuple[int, float]]  # (chunk id, score), best first

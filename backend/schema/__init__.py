@@ -11,7 +11,8 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from . import chats, documents, recipes, users
+from . import chats, documents, quotas, recipes, users
+from .cost import CostLimit
 from .errors import ErrorCodes, classify
 from .validation import AliasLimit, DepthLimit, ValidateOnce
 
@@ -23,7 +24,7 @@ class NodeQuery:
     node: relay.Node | None = strawberry.relay.node(description="Any object you may see, by its global ID.")
 
 
-Query = merge_types("Query", (NodeQuery, users.Query, documents.Query, chats.Query, recipes.Query))
+Query = merge_types("Query", (NodeQuery, users.Query, documents.Query, chats.Query, recipes.Query, quotas.Query))
 Mutation = merge_types("Mutation", (users.Mutation, documents.Mutation, chats.Mutation, recipes.Mutation))
 Subscription = merge_types("Subscription", (users.Subscription, documents.Subscription, chats.Subscription))
 
@@ -43,6 +44,7 @@ def build_schema() -> Schema:
         AliasLimit,
         lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
         ValidateOnce,
+        CostLimit,  # after ValidateOnce: its refusal must not be taken for a validated document
         DjangoOptimizerExtension,
         ErrorCodes,
     ]
@@ -53,7 +55,7 @@ def build_schema() -> Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
-        config=StrawberryConfig(disable_field_suggestions=True),
+        config=StrawberryConfig(disable_field_suggestions=True, scalar_map={quotas.BigInt: quotas.BIG_INT}),
     )
 
 

@@ -13,7 +13,9 @@ from strawberry import relay
 from strawberry.scalars import JSON
 from strawberry_django.relay import DjangoListConnection
 
-from backend.chats import services
+from backend.chats import keys, services, turn
+from backend.rag import catalog
+from backend.rag.providers import ProviderErrorCode
 from backend.chats.models import AiPreset, Chat, Message
 
 from .base import Deleted, ScopedNode, decode_id
@@ -43,6 +45,16 @@ class Provider(enum.Enum):
     CLOUDFLARE = "cloudflare"
 
 
+@strawberry.enum(description="Why a model cannot be used.")
+class UnavailableReason(enum.Enum):
+    NO_KEY = catalog.NO_KEY
+    NOT_CONFIGURED = catalog.NOT_CONFIGURED
+
+
+StreamErrorCode = strawberry.enum(ProviderErrorCode, name="StreamErrorCode",
+                                  description="Why an answer failed (StreamFailed.code, Message.errorCode).")
+
+
 @strawberry.type
 class Model:
     id: str
@@ -52,7 +64,10 @@ class Model:
     max_tokens: int
     uses_documents: bool
     available: bool
-    unavailable_reason: str | None
+    unavailable_reason: str | None = strawberry.field(description="What to do to use it, when it is unavailable.")
+    unavailable_code: UnavailableReason | None
+    generator: str | None = strawberry.field(
+        description="RAG: who writes its answers for you (a language model's id, or extractive).")
 
 
 @strawberry.type
@@ -78,6 +93,9 @@ class MessageType(ScopedNode):
     role: MessageRole
     content: str
     model: str
+    generator: str = strawberry_django.field(
+        description="Who wrote this answer: a language model's id, or extractive (quotes from the passages, no "
+                    "model); empty for questions.")
     status: MessageStatus
     prompt_tokens: int
     completion_tokens: int
@@ -129,6 +147,9 @@ class RagSettingsInput:
     threshold: float | None = strawberry.UNSET
     context_budget: int | None = strawberry.UNSET
     include_metadata: bool | None = strawberry.UNSET
+    generator: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Who writes this chat's answers: auto, extractive, or llama-3, gpt-3.5-turbo, gpt-4.")
     collection_ids: list[relay.GlobalID] | None = strawberry.UNSET
     file_types: list[str] | None = strawberry.UNSET
     tags: list[str] | None = strawberry.UNSET
@@ -212,9 +233,11 @@ class StreamDone:
 
 @strawberry.type
 class StreamFailed:
-    code: str = strawberry.field(description="PROVIDER_UNAVAILABLE, RATE_LIMITED, CONTEXT_TOO_LONG, ...")
+    code: StreamErrorCode
     error_message: str
     answer: MessageType | None
+    retry_after: float | None = strawberry.field(
+        description="RATE_LIMITED: seconds to wait before trying again, when the provider says.")
 
 
 ChatStreamEvent = Annotated[StreamStarted | TokenDelta | StreamSources | StreamDone | StreamFailed,
@@ -235,9 +258,12 @@ class Query:
 
     @strawberry_django.field(description="The four models, and whether each is available here.")
     def models(self, info: Info) -> list[Model]:
-        return [Model(id=m.id, name=m.name, provider=m.provider, description=m.description, max_tokens=m.max_tokens,
-                      uses_documents=m.uses_documents, available=ok, unavailable_reason=reason)
-                for m, ok, reason in services.models_for(info.context.get_user(required=False))]
+        return [Model(id=s.info.id, name=s.info.name, provider=s.info.provider, description=s.info.description,
+                      max_tokens=s.info.max_tokens, uses_documents=s.info.uses_documents,
+                      available=s.availability.available, unavailable_reason=s.availability.message,
+                      unavailable_code=UnavailableReason(s.availability.reason) if s.availability.reason else None,
+                      generator=s.generator)
+                for s in keys.models_for(info.context.get_user(required=False))]
 
     @strawberry_django.connection(DjangoListConnection[ChatType], description="Your chats, pinned first.")
     def chats(self, info: Info, search: str | None = None, archived: bool | None = False) -> list[ChatType]:
@@ -309,11 +335,11 @@ class Mutation:
 
     @strawberry_django.mutation(description="Stop an answer being written; it is kept, marked CANCELLED.")
     def cancel_generation(self, info: Info, message_id: relay.GlobalID) -> MessageType:
-        return services.request_cancel(info.context.get_user(), _message_pk(message_id))
+        return turn.request_cancel(info.context.get_user(), _message_pk(message_id))
 
     @strawberry_django.mutation(description="Answer the question again (not streamed); the old answer is replaced.")
     def regenerate_message(self, info: Info, id: relay.GlobalID) -> MessageType:
-        return services.regenerate(info.context.get_user(), _message_pk(id))
+        return turn.regenerate(info.context.get_user(), _message_pk(id))
 
     @strawberry_django.mutation
     def create_ai_preset(self, info: Info, name: str, model: str, temperature: float = 0.7, top_p: float | None = None,
@@ -336,13 +362,13 @@ class Mutation:
 
     @strawberry_django.mutation(description="Store your own key for a provider (encrypted; never shown again).")
     def set_provider_key(self, info: Info, provider: Provider, api_key: str, account_id: str = "") -> ProviderKeyStatus:
-        services.set_provider_key(info.context.get_user(), provider=provider.value, api_key=api_key,
+        keys.set_provider_key(info.context.get_user(), provider=provider.value, api_key=api_key,
                                   account_id=account_id)
         return ProviderKeyStatus(provider=provider, is_set=True)
 
     @strawberry_django.mutation
     def clear_provider_key(self, info: Info, provider: Provider) -> ProviderKeyStatus:
-        services.clear_provider_key(info.context.get_user(), provider=provider.value)
+        keys.clear_provider_key(info.context.get_user(), provider=provider.value)
         return ProviderKeyStatus(provider=provider, is_set=False)
 
 
@@ -352,17 +378,18 @@ class Subscription:
     async def chat_stream(self, info: Info, chat_id: relay.GlobalID, content: str, model: str | None = None,
                           parameters: ChatParametersInput | None = None) -> AsyncGenerator[ChatStreamEvent, None]:
         user = info.context.get_user()
-        turn = await sync_to_async(services.start_turn)(user, _chat_pk(chat_id), content, model=model,
-                                                        parameters=parameters_dict(parameters))
-        yield StreamStarted(user_message=turn.user_message,
-                            message_id=relay.GlobalID("Message", str(turn.answer.pk)))
+        started = await sync_to_async(turn.start_turn)(user, _chat_pk(chat_id), content, model=model,
+                                                       parameters=parameters_dict(parameters))
+        yield StreamStarted(user_message=started.user_message,
+                            message_id=relay.GlobalID("Message", str(started.answer.pk)))
         ws = info.context.ws
-        async for event in services.stream_turn(turn, interrupted=lambda: getattr(ws, "disconnected", False)):
-            if isinstance(event, services.Token):
+        async for event in turn.stream_turn(started, interrupted=lambda: getattr(ws, "disconnected", False)):
+            if isinstance(event, turn.Token):
                 yield TokenDelta(delta=event.delta)
-            elif isinstance(event, services.Sources):
+            elif isinstance(event, turn.Sources):
                 yield StreamSources(sources=[Citation.from_dict(s) for s in event.sources])
-            elif isinstance(event, services.Done):
+            elif isinstance(event, turn.Done):
                 yield StreamDone(message=event.message)
-            elif isinstance(event, services.Failed):
-                yield StreamFailed(code=event.code, error_message=event.message, answer=event.answer)
+            elif isinstance(event, turn.Failed):
+                yield StreamFailed(code=StreamErrorCode(event.code), error_message=event.message,
+                                   answer=event.answer, retry_after=event.retry_after)

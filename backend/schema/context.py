@@ -6,6 +6,7 @@ from typing import Any
 import strawberry
 from django.http import HttpRequest
 
+from backend.core.auth import client_address
 from backend.core.errors import Unauthenticated
 
 
@@ -20,6 +21,14 @@ class Context:
     @property
     def http_request(self) -> HttpRequest | None:
         return self.request if isinstance(self.request, HttpRequest) else None
+
+    @property
+    def client_address(self) -> str:
+        """The client's address, over HTTP (``REMOTE_ADDR``) and over websockets (the ASGI scope)."""
+        if self.http_request is not None:
+            return client_address(self.http_request)
+        client = (getattr(self.request, "scope", None) or {}).get("client")
+        return str(client[0]) if client else "unknown"
 
     def get_user(self, required: bool = True):
         user = self.user

@@ -264,7 +264,7 @@ class Query:
                          k: int = retrieval.DEFAULTS["k"], threshold: float = retrieval.DEFAULTS["threshold"], filters: SearchFiltersInput | None = None,
                          strategy: RetrievalStrategy = RetrievalStrategy(retrieval.DEFAULTS["strategy"])
                          ) -> list[SearchHit]:
-        hits = document_search.search(info.context.get_user(), query,
+        hits = document_search.search_documents(info.context.get_user(), query,
                                collection_ids=[_collection_pk(c) for c in collection_ids or []],
                                k=k, threshold=threshold, filters=_filters(filters), strategy=strategy.value)
         return [SearchHit(score=h.score, text=h.chunk.text, page=h.chunk.page_start, chunk=h.chunk,

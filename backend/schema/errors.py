@@ -6,6 +6,7 @@ from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, Validat
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.relay.types import GlobalIDValueError
+from strawberry.utils.str_converters import to_camel_case
 
 from backend.core import unavailable
 from backend.core.errors import ServiceError
@@ -13,6 +14,13 @@ from backend.core.errors import ServiceError
 logger = logging.getLogger("backend.graphql")
 
 INTERNAL_MESSAGE = "Unexpected error."
+
+
+def extensions_of(error: GraphQLError) -> dict:
+    """A service error's details (``retryAfter``, ``quota``, ...), with camelCase keys."""
+    original = error.original_error
+    details = getattr(original, "extensions", None) if isinstance(original, ServiceError) else None
+    return {to_camel_case(key): value for key, value in (details or {}).items()}
 
 
 def classify(error: GraphQLError) -> tuple[str, str]:
@@ -53,6 +61,6 @@ class ErrorCodes(MaskErrors):
                 positions=error.positions,
                 path=error.path,
                 original_error=None,
-                extensions={**(error.extensions or {}), "code": code},
+                extensions={**(error.extensions or {}), **extensions_of(error), "code": code},
             ))
         return processed

@@ -28,15 +28,7 @@ Theme = strawberry.enum(enum.Enum("Theme", {t.upper(): t for t in prefs.THEMES})
 
 
 @strawberry.type
-class NotificationSettings:
-    email: bool
-    document_ready: bool
-    product_updates: bool
-
-
-@strawberry.type
 class AiDefaults:
-    preferred_model: str
     temperature: float
     max_tokens: int
     system_prompt: str
@@ -49,12 +41,12 @@ class RagDefaults:
     threshold: float
     context_budget: int
     include_metadata: bool
+    generator: str = strawberry.field(description="Who writes your RAG answers: auto (the server's choice, else "
+                                      "your default model or the first one you can use), extractive, or a model id.")
 
 
 @strawberry.type
 class PrivacySettings:
-    share_data: bool
-    analytics_opt_in: bool
     chat_history_retention_days: int = strawberry.field(description="0 keeps chats forever.")
 
 
@@ -63,8 +55,7 @@ class Preferences:
     theme: Theme
     language: str
     timezone: str
-    default_model: str
-    notifications: NotificationSettings
+    default_model: str = strawberry.field(description="The model of a new chat when none is named.")
     ai: AiDefaults
     rag: RagDefaults
     privacy: PrivacySettings
@@ -77,7 +68,6 @@ class Preferences:
             language=data["language"],
             timezone=data["timezone"],
             default_model=data["default_model"],
-            notifications=NotificationSettings(**data["notifications"]),
             ai=AiDefaults(**data["ai"]),
             rag=RagDefaults(**data["rag"]),
             privacy=PrivacySettings(**data["privacy"]),
@@ -85,15 +75,7 @@ class Preferences:
 
 
 @strawberry.input
-class NotificationSettingsInput:
-    email: bool | None = strawberry.UNSET
-    document_ready: bool | None = strawberry.UNSET
-    product_updates: bool | None = strawberry.UNSET
-
-
-@strawberry.input
 class AiDefaultsInput:
-    preferred_model: str | None = strawberry.UNSET
     temperature: float | None = strawberry.UNSET
     max_tokens: int | None = strawberry.UNSET
     system_prompt: str | None = strawberry.UNSET
@@ -106,12 +88,12 @@ class RagDefaultsInput:
     threshold: float | None = strawberry.UNSET
     context_budget: int | None = strawberry.UNSET
     include_metadata: bool | None = strawberry.UNSET
+    generator: str | None = strawberry.field(default=strawberry.UNSET,
+                                             description="auto, extractive, llama-3, gpt-3.5-turbo or gpt-4")
 
 
 @strawberry.input
 class PrivacySettingsInput:
-    share_data: bool | None = strawberry.UNSET
-    analytics_opt_in: bool | None = strawberry.UNSET
     chat_history_retention_days: int | None = strawberry.UNSET
 
 
@@ -121,7 +103,6 @@ class PreferencesInput:
     language: str | None = strawberry.UNSET
     timezone: str | None = strawberry.UNSET
     default_model: str | None = strawberry.UNSET
-    notifications: NotificationSettingsInput | None = strawberry.UNSET
     ai: AiDefaultsInput | None = strawberry.UNSET
     rag: RagDefaultsInput | None = strawberry.UNSET
     privacy: PrivacySettingsInput | None = strawberry.UNSET
@@ -237,8 +218,9 @@ class Mutation:
     @strawberry_django.mutation
     def register(self, info: Info, email: str, password: str, username: str | None = None,
                  display_name: str | None = "") -> UserType:
-        user = services.register(email=email, password=password, username=username, display_name=display_name or "")
         request = info.context.http_request
+        user = services.register(email=email, password=password, username=username, display_name=display_name or "",
+                                 client_address=info.context.client_address)
         if request is not None:
             auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         info.context.user = user
@@ -287,7 +269,7 @@ class Mutation:
 
     @strawberry_django.mutation(description="Always answers ok, whether or not the email has an account.")
     def request_password_reset(self, info: Info, email: str) -> Ack:
-        services.request_password_reset(email)
+        services.request_password_reset(email, info.context.client_address)
         return Ack(ok=True, message="If an account exists for this address, we sent it a reset link.")
 
     @strawberry_django.mutation
@@ -315,7 +297,7 @@ class Mutation:
     @strawberry_django.mutation(description="A temporary account whose data expires unless claimed.")
     def start_guest_session(self, info: Info) -> UserType:
         request = _http_request(info)
-        user = services.start_guest_session()
+        user = services.start_guest_session(client_address(request))
         auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         info.context.user = user
         return user

@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
+from backend.quotas.admin import QuotaOverrideInline
+
 from .models import ApiToken, User
 
 
@@ -14,6 +16,7 @@ class UserAdmin(BaseUserAdmin):
         ("Profile", {"fields": ("display_name", "avatar", "bio", "preferences")}),
         ("Status", {"fields": ("email_verified_at", "is_guest", "guest_expires_at", "last_active_at")}),
     )
+    inlines = [QuotaOverrideInline]
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "username", "password1", "password2")}),)
 
 

@@ -10,9 +10,8 @@ import zoneinfo
 
 from django.core.exceptions import ValidationError
 
-from backend.rag import retrieval
+from backend.rag import catalog, retrieval
 
-KNOWN_MODELS = ("llama-3", "gpt-3.5-turbo", "gpt-4", "rag-faiss")
 THEMES = ("light", "dark", "system")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
@@ -55,14 +54,8 @@ SPEC = {
     "theme": _choice(THEMES),
     "language": (str, _language),
     "timezone": (str, _timezone),
-    "default_model": _choice(KNOWN_MODELS),
-    "notifications": {
-        "email": BOOL,
-        "document_ready": BOOL,
-        "product_updates": BOOL,
-    },
+    "default_model": _choice(catalog.MODEL_IDS),
     "ai": {
-        "preferred_model": _choice(KNOWN_MODELS),
         "temperature": _range(float, 0.0, 2.0),
         "max_tokens": _range(int, 1, 32768),
         "system_prompt": _max_len(4000),
@@ -73,10 +66,9 @@ SPEC = {
         "threshold": _range(float, -1.0, 1.0),
         "context_budget": _range(int, 100, 16000),
         "include_metadata": BOOL,
+        "generator": _choice(catalog.GENERATOR_CHOICES),
     },
     "privacy": {
-        "share_data": BOOL,
-        "analytics_opt_in": BOOL,
         "chat_history_retention_days": _range(int, 0, 3650),
     },
 }
@@ -86,10 +78,11 @@ DEFAULTS = {
     "language": "en",
     "timezone": "UTC",
     "default_model": "gpt-3.5-turbo",
-    "notifications": {"email": True, "document_ready": True, "product_updates": False},
-    "ai": {"preferred_model": "gpt-3.5-turbo", "temperature": 0.7, "max_tokens": 1024, "system_prompt": ""},
-    "rag": dict(retrieval.DEFAULTS),
-    "privacy": {"share_data": False, "analytics_opt_in": False, "chat_history_retention_days": 0},
+    "ai": {"temperature": 0.7, "max_tokens": 1024, "system_prompt": ""},
+    # generator: who writes RAG answers (a language model's id, "extractive", or "auto": the
+    # server's RAG_GENERATOR, else your default model or the first language model you can use).
+    "rag": {**retrieval.DEFAULTS, "generator": catalog.AUTO},
+    "privacy": {"chat_history_retention_days": 0},
 }
 
 

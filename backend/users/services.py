@@ -27,6 +27,7 @@ from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from backend.core import events, ratelimit, userdata
 from backend.core.errors import NotFound, RateLimited
+from backend.core.throttle import allow, throttle
 from backend.core.scoping import require_user
 
 from . import preferences as prefs
@@ -106,7 +107,9 @@ def _check_password(password: str, user: User, field: str = "password") -> None:
 
 
 @transaction.atomic
-def register(*, email: str, password: str, username: str | None = None, display_name: str = "") -> User:
+def register(*, email: str, password: str, username: str | None = None, display_name: str = "",
+             client_address: str = "unknown") -> User:
+    throttle("register", client_address, "Too many accounts created from your address.")
     email = _normalize_email(email)
     username = _check_username(username or email.split("@")[0])
     _check_email_free(email)
@@ -274,9 +277,15 @@ def _user_from_uid(uid: str) -> User | None:
         return None
 
 
-def request_password_reset(email: str) -> None:
-    """Send a reset link if the account exists. The caller answers the same either way."""
+def request_password_reset(email: str, client_address: str = "unknown") -> None:
+    """Send a reset link if the account exists. The caller answers the same either way.
+
+    Throttled per client address (``RateLimited``) and per email address: past its rate, no more
+    mail goes to that address, silently, whether or not it has an account."""
+    throttle("reset-mail-address", client_address, "Too many password reset requests from your address.")
     email = (email or "").strip().lower()
+    if not allow("reset-mail-email", email):
+        return
     user = User.objects.filter(email__iexact=email, is_active=True, is_guest=False).first()
     if user is None:
         return
@@ -326,8 +335,7 @@ def request_email_verification(user: User) -> None:
         raise ValidationError(ValidationError("Your email address is already verified.", code="ALREADY_VERIFIED"))
     if user.is_guest:
         raise ValidationError(ValidationError("Claim your guest account first.", code="GUEST_ACCOUNT"))
-    if ratelimit.hit("verify-mail", str(user.pk), 3600) > 5:
-        raise RateLimited("Too many verification emails. Try again in an hour.")
+    throttle("verify-mail", f"user:{user.pk}", "Too many verification emails.")
     _send_verification_email(user)
 
 
@@ -418,7 +426,8 @@ def revoke_api_token(user: User, token_id) -> ApiToken:
 # --- guests ---------------------------------------------------------------------------------
 
 @transaction.atomic
-def start_guest_session() -> User:
+def start_guest_session(client_address: str = "unknown") -> User:
+    throttle("guest", client_address, "Too many guest sessions started from your address.")
     ident = uuid.uuid4().hex[:12]
     user = User(
         email=f"guest-{ident}@guest.invalid",
