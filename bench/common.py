@@ -40,7 +40,9 @@ def bench_env(data_dir: Path, **extra) -> dict:
     """The environment of a server or a set-up on the embedded defaults in ``data_dir``."""
     env = {k: v for k, v in os.environ.items() if k not in EXTERNAL}
     # The embedded defaults with DEBUG off, as served: DEBUG keeps and formats every SQL query.
+    # Quotas and throttles off: a benchmark's few users do what a crowd would.
     env.update(DJANGO_ENV="development", DJANGO_DEBUG="0", DATA_DIR=str(data_dir), INGEST_RESUME_ON_START="0",
+               QUOTAS_ENABLED="0", THROTTLES_ENABLED="0",
                EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend",
                LOG_LEVEL="WARNING", **{k: str(v) for k, v in extra.items()})
     return env

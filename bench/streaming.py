@@ -105,7 +105,7 @@ def main():
     fake = FakeProvider()
     fake.tokens = [f" t{i}" for i in range(tokens)]
     provider_url = fake.url + "/v1"
-    data_dir = setup_django()
+    data_dir = setup_django(OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=provider_url)
     from backend.chats.services import create_chat
     from backend.users.services import create_api_token, register
 

@@ -17,6 +17,7 @@ const config: CodegenConfig = {
         scalars: {
           DateTime: "string",
           JSON: "unknown",
+          BigInt: "number",
           Upload: "File | Blob",
         },
       },

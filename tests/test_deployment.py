@@ -39,7 +39,9 @@ class Deployment:
         self.pg = services.Postgres(root, max_connections=MAX_CONNECTIONS)
         self.redis = services.Redis(root)
         self.env = dict(DATABASE_URL=self.pg.url(), REDIS_URL=self.redis.url(0), CELERY_BROKER_URL=self.redis.url(1),
-                        VECTOR_BACKEND="pgvector", DB_POOL_MAX_SIZE=POOL, INGEST_HEARTBEAT=1, INGEST_SWEEP_INTERVAL=1,
+                        VECTOR_BACKEND="pgvector", DB_POOL_MAX_SIZE=POOL,
+                        # One account makes a crowd's traffic here: its throttles are a crowd's too.
+                        THROTTLE_SEARCH="100000/m", THROTTLE_UPLOAD="100000/m", THROTTLE_TURN="100000/m", INGEST_HEARTBEAT=1, INGEST_SWEEP_INTERVAL=1,
                         INGEST_STALE_AFTER=5, INGEST_PENDING_STALE_AFTER=20, INGEST_RESUME_ON_START=0)
         self.data = root / "data"
         services.migrate(services.app_env(self.data, **self.env))

@@ -67,8 +67,13 @@ def _retrieve(user, question: str, history: list[ChatMessage], rag: dict) -> tup
     filters = documents.SearchFilters(file_types=filters_raw.get("file_types"), tags=filters_raw.get("tags"),
                                       created_after=filters_raw.get("created_after"),
                                       created_before=filters_raw.get("created_before")) if filters_raw else None
+    # Passages down to the lexical floor are fetched; those that neither reach the threshold nor
+    # hold most of the question's words are dropped (pipeline.relevant).
+    floor = min(rag["threshold"], pipeline.LEXICAL_FLOOR)
     hits = documents.search(user, query, collection_ids=rag.get("collection_ids") or None, k=rag["k"],
-                            threshold=rag["threshold"], filters=filters, strategy=rag["strategy"])
+                            threshold=floor, filters=filters, strategy=rag["strategy"])
+    hits = [hit for hit in hits if pipeline.relevant(hit.score, pipeline.term_coverage(query, hit.chunk.text),
+                                                     rag["threshold"])]
     sources = []
     for number, hit in enumerate(hits, start=1):
         chunk, document = hit.chunk, hit.document

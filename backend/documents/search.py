@@ -35,7 +35,7 @@ class Hit:
 
 
 def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS["k"],
-           threshold: float = retrieval.DEFAULTS["threshold"],
+           threshold: float = retrieval.SEARCH_THRESHOLD,
            filters: SearchFilters | None = None, strategy: str = retrieval.DEFAULTS["strategy"]) -> list[Hit]:
     """Passages from the collections ``user`` may read, best first.
 

@@ -97,6 +97,36 @@ def fit_budget(passages: list[Passage], budget_tokens: int) -> list[Passage]:
 CITATION = re.compile(r"\[(\d+)\]")
 
 
+def _stems(text: str) -> set[str]:
+    import Stemmer
+
+    global _STEMMER
+    if _STEMMER is None:
+        _STEMMER = Stemmer.Stemmer("english")
+    return set(_STEMMER.stemWords(sorted(content_words(text))))
+
+
+_STEMMER = None
+
+
+def term_coverage(question: str, passage: str) -> float:
+    """Share of the question's content words (stemmed, stop words aside) found in the passage."""
+    wanted = _stems(question)
+    return len(wanted & _stems(passage)) / len(wanted) if wanted else 0.0
+
+
+LEXICAL_COVERAGE = 0.75  # share of the question's content words a passage holds to count as evidence
+LEXICAL_FLOOR = 0.15  # ... provided it is not unrelated to the question
+
+
+def relevant(score: float, coverage: float, threshold: float) -> bool:
+    """Whether a passage may ground an answer: its similarity reaches the threshold, or it holds
+    most of the question's words and is not unrelated. A chunk that covers many topics is less
+    similar to any one question than its answer sentence is ("Should errors pass silently?" scores
+    0.25 against a chunk of the Zen of Python); its words still say it answers (bench/refusal.py)."""
+    return score >= threshold or (coverage >= LEXICAL_COVERAGE and score >= LEXICAL_FLOOR)
+
+
 def cited(answer: str) -> set[int]:
     """The passage numbers an answer cites ("[2]")."""
     return {int(n) for n in CITATION.findall(answer)}

@@ -261,7 +261,7 @@ class Query:
 
     @strawberry_django.field
     def search_documents(self, info: Info, query: str, collection_ids: list[relay.GlobalID] | None = None,
-                         k: int = retrieval.DEFAULTS["k"], threshold: float = retrieval.DEFAULTS["threshold"], filters: SearchFiltersInput | None = None,
+                         k: int = retrieval.DEFAULTS["k"], threshold: float = retrieval.SEARCH_THRESHOLD, filters: SearchFiltersInput | None = None,
                          strategy: RetrievalStrategy = RetrievalStrategy(retrieval.DEFAULTS["strategy"])
                          ) -> list[SearchHit]:
         hits = document_search.search_documents(info.context.get_user(), query,

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import NewType
 
 import strawberry
+import strawberry_django
 
 from backend.quotas import services
 
@@ -35,7 +36,7 @@ class QuotaUsage:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Each of your quotas with your usage; exceeding one gives QUOTA_EXCEEDED.")
+    @strawberry_django.field(description="Each of your quotas with your usage; exceeding one gives QUOTA_EXCEEDED.")
     def quotas(self, info: Info) -> list[QuotaUsage]:
         return [QuotaUsage(quota=QuotaKind(u.quota), model=u.model, used=u.used, limit=u.limit, resets_at=u.resets_at)
                 for u in services.usage(info.context.get_user())]

@@ -192,7 +192,7 @@ test("chatStream streams a rag-faiss answer token by token, with sources naming 
 
 test("chats page with relayStylePagination, and a mutation's result updates the normalized cache", async () => {
   for (let i = 1; i <= 4; i++) {
-    await alice.apollo.mutate({ mutation: CreateChatDocument, variables: { title: `Chat ${i}`, model: "gpt-4" } });
+    await alice.apollo.mutate({ mutation: CreateChatDocument, variables: { title: `Chat ${i}`, model: "rag-faiss" } });
   }
   const watched = alice.apollo.watchQuery({ query: ChatsDocument, variables: { first: 2 } });
   const seen: string[][] = [];
