@@ -341,7 +341,8 @@ THROTTLES = {
     "guest": env("THROTTLE_GUEST", "20/h"),  # guest sessions per address
     "reset-mail-address": env("THROTTLE_RESET_MAIL_ADDRESS", "10/h"),  # reset mails asked per client address
     "reset-mail-email": env("THROTTLE_RESET_MAIL_EMAIL", "3/h"),  # reset mails per email address
-    "verify-mail": env("THROTTLE_VERIFY_MAIL", "5/h"),  # verification mails per account
+    "verify-mail": env("THROTTLE_VERIFY_MAIL", "5/h"),  # verification mails per account (its email)
+    "verify-mail-address": env("THROTTLE_VERIFY_MAIL_ADDRESS", "20/h"),  # ... per client address
     "upload": env("THROTTLE_UPLOAD", "60/m"),  # per account
     "search": env("THROTTLE_SEARCH", "120/m"),  # per account
     "turn": env("THROTTLE_TURN", "30/m"),  # chatStream starts per account

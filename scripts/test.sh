@@ -20,6 +20,7 @@ npm ci --prefix client --no-audit --no-fund --loglevel=error
 export DJANGO_ENV=test
 # Every test on the embedded default (SQLite, FAISS, FTS5) ...
 .venv/bin/python -m pytest "$@"
-# ... and the documents, search and chat-retrieval tests again on PostgreSQL + pgvector.
+# ... and the documents, search, chat and quota tests again on PostgreSQL + pgvector.
 exec .venv/bin/python scripts/with_postgres.py .venv/bin/python -m pytest "$@" \
-  tests/test_retrieval.py tests/test_documents.py tests/test_chats.py tests/test_chat_management.py
+  tests/test_retrieval.py tests/test_documents.py tests/test_chats.py tests/test_chat_management.py \
+  tests/test_generators.py tests/test_quotas.py tests/test_provider_failures.py

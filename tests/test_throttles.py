@@ -72,6 +72,11 @@ def test_verification_mail_per_account(alice, settings):
         assert alice(verify)["data"]["requestEmailVerification"]["ok"] is True
     assert_rate_limited(alice(verify), "verification")
     assert len(mail.outbox) == 2
+    # Many accounts from one address: that address's own limit.
+    settings.THROTTLES = {**settings.THROTTLES, "verify-mail": "100/h", "verify-mail-address": "3/h"}
+    for _ in range(3):
+        assert alice(verify)["data"]["requestEmailVerification"]["ok"] is True
+    assert_rate_limited(alice(verify), "from your address")
 
 
 def test_uploads_and_searches_per_account(alice, bob, settings):

@@ -278,7 +278,7 @@ class Mutation:
 
     @strawberry_django.mutation
     def request_email_verification(self, info: Info) -> Ack:
-        services.request_email_verification(info.context.get_user())
+        services.request_email_verification(info.context.get_user(), info.context.client_address)
         return Ack(ok=True, message="We sent you a verification link.")
 
     @strawberry_django.mutation

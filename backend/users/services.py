@@ -329,12 +329,13 @@ def _send_verification_email(user: User) -> None:
     )
 
 
-def request_email_verification(user: User) -> None:
+def request_email_verification(user: User, client_address: str = "unknown") -> None:
     require_user(user)
     if user.email_verified:
         raise ValidationError(ValidationError("Your email address is already verified.", code="ALREADY_VERIFIED"))
     if user.is_guest:
         raise ValidationError(ValidationError("Claim your guest account first.", code="GUEST_ACCOUNT"))
+    throttle("verify-mail-address", client_address, "Too many verification emails from your address.")
     throttle("verify-mail", f"user:{user.pk}", "Too many verification emails.")
     _send_verification_email(user)
 
