@@ -191,6 +191,7 @@ LOGIN_RATE_LIMIT_PER_ACCOUNT = env_int("LOGIN_RATE_LIMIT_PER_ACCOUNT", 5)
 LOGIN_RATE_LIMIT_PER_ADDRESS = env_int("LOGIN_RATE_LIMIT_PER_ADDRESS", 30)
 LOGIN_RATE_LIMIT_WINDOW = env_int("LOGIN_RATE_LIMIT_WINDOW", 15 * 60)
 AVATAR_MAX_BYTES = env_int("AVATAR_MAX_BYTES", 2 * 1024 * 1024)
+AVATAR_MAX_PIXELS = env_int("AVATAR_MAX_PIXELS", 25_000_000)  # checked from the header, before decoding
 AVATAR_SIZE = env_int("AVATAR_SIZE", 256)
 # Address of the frontend, used to build links in emails (password reset, verification).
 FRONTEND_URL = env("FRONTEND_URL", "http://localhost:3000")

@@ -5,10 +5,8 @@ provider keys and who may use which model in ``keys.py``.
 """
 
 import json
-import uuid
 from datetime import timedelta
 
-from django.db import transaction
 from django.utils import timezone
 
 from backend.core import userdata
@@ -18,6 +16,7 @@ from backend.core.scoping import require_user as _require
 from backend.rag import catalog
 
 from .models import AiPreset, Chat, Message
+from .imports import import_chats
 from .keys import default_model, require_chat_model
 from .params import _model, clean_settings
 
@@ -174,36 +173,6 @@ def export_chat(user, pk, fmt: str = "json") -> str:
         if m.sources:
             lines.append("")
     return "\n".join(lines)
-
-
-def import_chats(user, data) -> int:
-    """Chats from an export (one chat or a list); chats already present (same uid) are skipped."""
-    _require(user)
-    items = data if isinstance(data, list) else [data]
-    created = 0
-    with transaction.atomic():
-        for item in items:
-            if not isinstance(item, dict) or not isinstance(item.get("messages", []), list):
-                raise _field("data", "Not a chat export.", "INVALID_FORMAT")
-            uid = item.get("uid")
-            if uid and Chat.objects.filter(uid=uid).exclude(owner=user).exists():
-                # Another user's chat: a copy under an id derived from both, so a re-import matches it.
-                uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"chat-import:{user.pk}:{uid}"))
-            if uid and Chat.objects.filter(uid=uid, owner=user).exists():
-                continue
-            model = item.get("model") if item.get("model") in catalog.BY_ID else "gpt-3.5-turbo"
-            chat = Chat.objects.create(owner=user, title=str(item.get("title", ""))[:200], model=model,
-                                       settings=clean_settings(model, item.get("settings") or {}),
-                                       pinned=bool(item.get("pinned")), archived=bool(item.get("archived")),
-                                       **({"uid": uid} if uid else {}))
-            for m in item.get("messages", []):
-                if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system"):
-                    raise _field("data", "Each message needs a role and content.", "INVALID_FORMAT")
-                Message.objects.create(chat=chat, role=m["role"], content=str(m.get("content", "")),
-                                       model=str(m.get("model", ""))[:40], sources=m.get("sources") or [],
-                                       status=Message.Status.COMPLETE)
-            created += 1
-    return created
 
 
 def purge_expired_chats(now=None) -> int:

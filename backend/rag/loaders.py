@@ -59,6 +59,31 @@ def _is_docx(data: bytes) -> bool:
     return "word/document.xml" in names and "[Content_Types].xml" in names
 
 
+# A DOCX is a zip archive: its parts are checked from the archive's directory before any of them
+# is inflated (a 3 MB file can declare a gigabyte of XML). Reads never exceed a part's declared
+# size (zipfile stops there and fails the CRC), so the declared sizes bound the memory.
+DOCX_MAX_UNCOMPRESSED = 256 * 1024 * 1024  # all parts together
+DOCX_MAX_RATIO = 100  # uncompressed / compressed, for any part over 1 MiB
+DOCX_MAX_PARTS = 5000
+
+
+def check_archive(data: bytes) -> None:
+    """Refuse a zip whose parts would inflate past the limits (ARCHIVE_TOO_LARGE)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        parts = archive.infolist()
+    if len(parts) > DOCX_MAX_PARTS:
+        raise ExtractionError("ARCHIVE_TOO_LARGE", f"This file holds more than {DOCX_MAX_PARTS} parts.")
+    total = 0
+    for part in parts:
+        total += part.file_size
+        if part.file_size > 1024 * 1024 and part.file_size > DOCX_MAX_RATIO * max(part.compress_size, 1):
+            raise ExtractionError("ARCHIVE_TOO_LARGE", f"A part of this file ({part.filename}) would inflate "
+                                  f"{part.file_size // max(part.compress_size, 1)} times: it is refused as a zip bomb.")
+    if total > DOCX_MAX_UNCOMPRESSED:
+        raise ExtractionError("ARCHIVE_TOO_LARGE", f"This file would inflate to {total // (1024 * 1024)} MB, more "
+                              f"than the {DOCX_MAX_UNCOMPRESSED // (1024 * 1024)} MB allowed.")
+
+
 def _looks_like_text(data: bytes) -> bool:
     head = data[:65536]
     if b"\x00" in head and not (head.startswith((b"\xff\xfe", b"\xfe\xff"))):
@@ -91,6 +116,7 @@ def detect_type(data: bytes, filename: str) -> str:
     if data.lstrip()[:5] == b"%PDF-" or data[:1024].find(b"%PDF-") != -1:
         kind = PDF
     elif _is_docx(data):
+        check_archive(data)
         kind = DOCX
     elif data and _looks_like_text(data):
         kind = MD if ext in EXTENSIONS[MD] else TXT
@@ -188,6 +214,8 @@ def _page_breaks(paragraph) -> int:
 def extract_docx(data: bytes) -> Extracted:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
+
+    check_archive(data)  # also for a file stored before the check existed
 
     try:
         document = docx.Document(io.BytesIO(data))

@@ -7,13 +7,15 @@ from django.conf import settings
 from graphql import GraphQLError
 from strawberry import relay
 from strawberry.extensions import DisableIntrospection, MaxTokensLimiter
+from strawberry.file_uploads import Upload
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from . import chats, documents, quotas, recipes, users
-from .cost import CostLimit
+from .checks import OperationChecks
 from .errors import ErrorCodes, classify
+from .inputs import UPLOAD
 from .validation import AliasLimit, DepthLimit, ValidateOnce
 
 logger = logging.getLogger("backend.graphql")
@@ -44,7 +46,7 @@ def build_schema() -> Schema:
         AliasLimit,
         lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
         ValidateOnce,
-        CostLimit,  # after ValidateOnce: its refusal must not be taken for a validated document
+        OperationChecks,  # after ValidateOnce: its refusal must not be taken for a validated document
         DjangoOptimizerExtension,
         ErrorCodes,
     ]
@@ -55,7 +57,8 @@ def build_schema() -> Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
-        config=StrawberryConfig(disable_field_suggestions=True, scalar_map={quotas.BigInt: quotas.BIG_INT}),
+        config=StrawberryConfig(disable_field_suggestions=True,
+                                scalar_map={quotas.BigInt: quotas.BIG_INT, Upload: UPLOAD}),
     )
 
 

@@ -7,8 +7,19 @@ services apply through ``Model.objects.visible_to(user)``. No resolver filters b
 
 import strawberry
 from strawberry import relay
+from strawberry_django.relay.utils import resolve_model_node, resolve_model_nodes
+from strawberry_django.resolvers import django_resolver
 
+from backend.core.errors import BadUserInput, NotFound
 from backend.core.scoping import scope
+
+MAX_PK = 2**63 - 1  # the largest key a database here stores
+
+
+def valid_pk(value) -> bool:
+    """Whether the node id of a global ID can be one of our primary keys (a positive integer)."""
+    text = str(value)
+    return text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) <= MAX_PK
 
 
 class ScopedNode(relay.Node):
@@ -16,22 +27,37 @@ class ScopedNode(relay.Node):
     def get_queryset(cls, queryset, info, **kwargs):
         return scope(queryset, info.context.get_user(required=False))
 
+    # A global ID whose node id cannot be a key of ours ("Document:abc", a 5000-digit number) is
+    # no object: ``node`` answers null, as for any id you may not see; the database is not asked.
+    @classmethod
+    def resolve_node(cls, node_id, *, info, required=False):
+        if not valid_pk(node_id):
+            if required:
+                raise NotFound()
+            return None
+        return django_resolver(resolve_model_node)(cls, node_id, info=info, required=required)
+
+    @classmethod
+    def resolve_nodes(cls, *, info, node_ids, required=False):
+        node_ids = [str(i) for i in node_ids]
+        if not all(valid_pk(i) for i in node_ids):
+            raise BadUserInput("Malformed ID.")
+        return django_resolver(resolve_model_nodes)(cls, info=info, node_ids=node_ids, required=required)
+
 
 def decode_id(global_id, expected_type: str | None = None):
-    """The primary key inside a global ID (or a raw id), checked against the expected type."""
-    from backend.core.errors import NotFound
-
-    if isinstance(global_id, relay.GlobalID):
-        if expected_type and global_id.type_name != expected_type:
-            raise NotFound()
-        return global_id.node_id
-    try:
-        gid = relay.GlobalID.from_id(str(global_id))
-    except Exception:
+    """The primary key inside a global ID (or a raw id), checked against the expected type: an id
+    of another type is NOT_FOUND, one that cannot be a key of ours BAD_USER_INPUT."""
+    if not isinstance(global_id, relay.GlobalID):
+        try:
+            global_id = relay.GlobalID.from_id(str(global_id))
+        except Exception:
+            raise BadUserInput("Malformed ID.")
+    if expected_type and global_id.type_name != expected_type:
         raise NotFound()
-    if expected_type and gid.type_name != expected_type:
-        raise NotFound()
-    return gid.node_id
+    if not valid_pk(global_id.node_id):
+        raise BadUserInput("Malformed ID.")
+    return int(global_id.node_id)
 
 
 @strawberry.type(description="The object that was deleted.")

@@ -13,7 +13,7 @@ from strawberry import relay
 from strawberry.scalars import JSON
 from strawberry_django.relay import DjangoListConnection
 
-from backend.chats import keys, services, turn
+from backend.chats import imports, keys, services, turn
 from backend.rag import catalog
 from backend.rag.providers import ProviderErrorCode
 from backend.chats.models import AiPreset, Chat, Message
@@ -327,7 +327,7 @@ class Mutation:
 
     @strawberry_django.mutation(description="Chats from exportChat(format: JSON): one or a list; repeats are skipped.")
     def import_chats(self, info: Info, data: JSON) -> ImportedChats:
-        return ImportedChats(created=services.import_chats(info.context.get_user(), data))
+        return ImportedChats(created=imports.import_chats(info.context.get_user(), data))
 
     @strawberry_django.mutation
     def rate_message(self, info: Info, id: relay.GlobalID, rating: int | None, comment: str = "") -> MessageType:

@@ -1,4 +1,5 @@
-"""A per-operation cost limit, beside the depth, alias and token limits.
+"""A per-operation cost limit beside the depth, alias and token limits, and the paging arguments
+checked before anything runs.
 
 Depth and alias limits bound the shape of a query, not its work: 30 aliased multi-query searches
 pass both and cost seconds of CPU. So every operation gets a cost before it runs, from its
@@ -10,11 +11,8 @@ is refused before anything runs (BAD_USER_INPUT, ``extensions.cost`` and ``maxCo
 
 from typing import Iterator
 
-from django.conf import settings
-from graphql import GraphQLError
 from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode, OperationDefinitionNode
 from graphql.utilities import value_from_ast_untyped
-from strawberry.extensions import SchemaExtension
 
 # Fields that do real work: retrieval, embedding, exports, ingestion, generation.
 WEIGHTS = {
@@ -42,7 +40,7 @@ FAN_OUT = {"MULTI_QUERY": 4}  # a multi-query search embeds and searches up to f
 DEFAULT_PAGE = 100  # a connection asked without first/last returns at most this many
 
 
-def _args(node: FieldNode, variables: dict) -> dict:
+def arguments(node: FieldNode, variables: dict) -> dict:
     values = {}
     for arg in node.arguments or ():
         try:
@@ -56,27 +54,27 @@ def _size(value) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def _fields(selection_set, fragments: dict, seen: frozenset = frozenset()) -> Iterator[FieldNode]:
+def fields_of(selection_set, fragments: dict, seen: frozenset = frozenset()) -> Iterator[FieldNode]:
     for selection in selection_set.selections if selection_set else ():
         if isinstance(selection, FieldNode):
             yield selection
         elif isinstance(selection, InlineFragmentNode):
-            yield from _fields(selection.selection_set, fragments, seen)
+            yield from fields_of(selection.selection_set, fragments, seen)
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
             if name in fragments and name not in seen:  # a fragment cycle is validation's to report
-                yield from _fields(fragments[name].selection_set, fragments, seen | {name})
+                yield from fields_of(fragments[name].selection_set, fragments, seen | {name})
 
 
 def cost_of(selection_set, fragments: dict, variables: dict) -> int:
     total = 0
-    for node in _fields(selection_set, fragments):
-        args = _args(node, variables)
+    for node in fields_of(selection_set, fragments):
+        args = arguments(node, variables)
         name = node.name.value
         weight = WEIGHTS.get(name, 0) * FAN_OUT.get(str(args.get("strategy") or "").upper(), 1)
         inner = cost_of(node.selection_set, fragments, variables) if node.selection_set else 0
         count = _size(args.get("first")) or _size(args.get("last"))
-        if count or "edges" in {f.name.value for f in _fields(node.selection_set, fragments)}:
+        if count or "edges" in {f.name.value for f in fields_of(node.selection_set, fragments)}:
             total += weight + 1 + (count or DEFAULT_PAGE) * inner
         else:
             total += weight + inner
@@ -91,17 +89,37 @@ def operation_cost(document, operation_name: str | None, variables: dict | None)
     return max((cost_of(o.selection_set, fragments, variables or {}) for o in operations), default=0)
 
 
-class CostLimit(SchemaExtension):
-    """Refuses an operation whose cost is above ``GRAPHQL_MAX_COST``, before validation and execution."""
+MAX_PAGE = 100  # strawberry's relay_max_results
+MAX_OFFSET = 10**9  # no list here is longer; a larger cursor offset is not one of ours
 
-    def on_validate(self):
-        context = self.execution_context
-        if context.graphql_document is not None:
-            cost = operation_cost(context.graphql_document, context.operation_name, context.variables)
-            limit = settings.GRAPHQL_MAX_COST
-            if cost > limit:
-                context.pre_execution_errors = [GraphQLError(
-                    f"This operation costs {cost}, more than the {limit} allowed: ask for fewer items or "
-                    "split it into several requests.",
-                    extensions={"code": "BAD_USER_INPUT", "cost": cost, "maxCost": limit})]
-        yield
+
+def _cursor_ok(value) -> bool:
+    from strawberry.relay.types import PREFIX
+    from strawberry.relay.utils import from_base64
+
+    try:
+        kind, offset = from_base64(value)
+        return kind == PREFIX and offset.isdigit() and int(offset) <= MAX_OFFSET
+    except Exception:  # noqa: BLE001 - anything that does not decode is not a cursor of ours
+        return False
+
+
+def paging_error(document, variables: dict | None) -> str | None:
+    """The first bad paging argument (first/last out of 0..100, a cursor that is not ours), if any."""
+    fragments = {d.name.value: d for d in document.definitions if d.kind == "fragment_definition"}
+    stack = [d.selection_set for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    stack += [f.selection_set for f in fragments.values()]
+    while stack:
+        for node in fields_of(stack.pop(), fragments):
+            args = arguments(node, variables or {})
+            for name in ("first", "last"):
+                value = args.get(name)
+                if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_PAGE:
+                    return f"'{name}' must be between 0 and {MAX_PAGE}."
+            for name in ("after", "before"):
+                value = args.get(name)
+                if isinstance(value, str) and not _cursor_ok(value):
+                    return f"'{name}' is not a cursor from this list."
+            if node.selection_set:
+                stack.append(node.selection_set)
+    return None

@@ -4,6 +4,7 @@ import asyncio
 import json
 
 from channels.db import database_sync_to_async
+from cross_web import HTTPException
 from django.conf import settings
 from django.utils.decorators import method_decorator
 from django.middleware.csrf import get_token
@@ -37,6 +38,34 @@ class GraphQLView(AsyncGraphQLView):
         response["X-CSRFToken"] = get_token(request)
         return response
 
+    def decode_json(self, data):
+        """JSON no client nests deeply: past MAX_JSON_DEPTH levels the request is refused (400)."""
+        try:
+            value = json.loads(data)
+        except RecursionError:
+            value = None
+            depth = MAX_JSON_DEPTH + 1
+        else:
+            depth = _depth(value)
+        if depth > MAX_JSON_DEPTH:
+            raise HTTPException(400, f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.")
+        return value
+
+    async def parse_multipart(self, request):
+        """The GraphQL multipart request spec's ``map``: an object of file keys to lists of paths
+        into the operations; anything else is a 400, never an error deeper in."""
+        form = await request.get_form_data()
+        files_map = form.form.get("map", "{}")
+        files_map = self.parse_json(files_map) if isinstance(files_map, (bytes, str)) else files_map
+        if not (isinstance(files_map, dict) and all(
+                isinstance(paths, list) and paths and all(isinstance(p, str) and p for p in paths)
+                for paths in files_map.values())):
+            raise HTTPException(400, "The multipart 'map' must be an object of file keys to lists of paths.")
+        try:
+            return await super().parse_multipart(request)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            raise HTTPException(400, "The multipart 'map' names a path the operations do not have.") from exc
+
     async def get_context(self, request, response) -> Context:
         user = await request.auser()
         request.user = user  # resolved once; later checks must not re-read the session
@@ -45,6 +74,22 @@ class GraphQLView(AsyncGraphQLView):
 
             await database_sync_to_async(touch_last_active)(user)
         return Context(request=request, response=response, user=user)
+
+
+MAX_JSON_DEPTH = 64
+
+
+def _depth(value) -> int:
+    """How deeply a decoded JSON value nests (iteratively: no recursion on hostile input)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_JSON_DEPTH:
+                break
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _unavailable(response) -> bool:
@@ -86,6 +131,34 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         # Tells a running stream that its client went away (INTERRUPTED), not that it asked to stop.
         self.disconnected = True
         await super().disconnect(code)
+
+    def decode_json(self, data):
+        """JSON no client nests deeply: past MAX_JSON_DEPTH levels the request is refused (400)."""
+        try:
+            value = json.loads(data)
+        except RecursionError:
+            value = None
+            depth = MAX_JSON_DEPTH + 1
+        else:
+            depth = _depth(value)
+        if depth > MAX_JSON_DEPTH:
+            raise HTTPException(400, f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.")
+        return value
+
+    async def parse_multipart(self, request):
+        """The GraphQL multipart request spec's ``map``: an object of file keys to lists of paths
+        into the operations; anything else is a 400, never an error deeper in."""
+        form = await request.get_form_data()
+        files_map = form.form.get("map", "{}")
+        files_map = self.parse_json(files_map) if isinstance(files_map, (bytes, str)) else files_map
+        if not (isinstance(files_map, dict) and all(
+                isinstance(paths, list) and paths and all(isinstance(p, str) and p for p in paths)
+                for paths in files_map.values())):
+            raise HTTPException(400, "The multipart 'map' must be an object of file keys to lists of paths.")
+        try:
+            return await super().parse_multipart(request)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            raise HTTPException(400, "The multipart 'map' names a path the operations do not have.") from exc
 
     async def get_context(self, request, response) -> Context:
         return Context(request=request, ws=request, user=request.scope.get("user"))

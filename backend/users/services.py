@@ -197,7 +197,12 @@ def _read_image(data: bytes):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with Image.open(io.BytesIO(data)) as probe:  # reads the header only
+            width, height = probe.size
+            if width * height > settings.AVATAR_MAX_PIXELS:
+                raise ValidationError({"file": ValidationError(
+                    f"The image is {width}×{height} pixels; at most {settings.AVATAR_MAX_PIXELS // 1_000_000} "
+                    "megapixels.", code="IMAGE_TOO_LARGE")})
             probe.verify()
         image = Image.open(io.BytesIO(data))
         if image.format not in {"PNG", "JPEG", "GIF", "WEBP"}:

@@ -1,0 +1,27 @@
+"""The checks every operation passes before it is validated and run: cost, paging arguments,
+text. A failing check refuses the whole operation with BAD_USER_INPUT; nothing runs."""
+
+from django.conf import settings
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from .cost import operation_cost, paging_error
+from .inputs import text_error
+
+
+class OperationChecks(SchemaExtension):
+    def on_validate(self):
+        context = self.execution_context
+        document, variables = context.graphql_document, context.variables
+        if document is not None:
+            cost, limit = operation_cost(document, context.operation_name, variables), settings.GRAPHQL_MAX_COST
+            if cost > limit:
+                self._refuse(f"This operation costs {cost}, more than the {limit} allowed: ask for fewer items "
+                             "or split it into several requests.", cost=cost, maxCost=limit)
+            elif (problem := paging_error(document, variables) or text_error(document, variables)) is not None:
+                self._refuse(problem)
+        yield
+
+    def _refuse(self, message: str, **details) -> None:
+        self.execution_context.pre_execution_errors = [
+            GraphQLError(message, extensions={"code": "BAD_USER_INPUT", **details})]
