@@ -245,3 +245,34 @@ def test_documents_of_a_killed_worker_finish_after_its_restart(deployment):
                                  "JOIN documents_chunk c ON c.document_id = d.id WHERE d.title LIKE 'long-%' "
                                  "GROUP BY d.title, d.chunk_count")
     assert len(rows) == 10 and all(expected == stored > 0 for _, expected, stored in rows), rows
+
+
+def test_a_token_revoked_on_one_process_closes_its_socket_on_the_other(deployment):
+    """Revocation travels through the channel layer (Redis): the socket on web1 closes within a
+    second of the revocation on web0."""
+    secret = services.api_token(deployment.web[0].http, "revoked@example.com")
+
+    async def scenario():
+        import websockets
+
+        async with websockets.connect(f"ws://127.0.0.1:{deployment.web[1].port}/graphql/",
+                                      subprotocols=["graphql-transport-ws"], open_timeout=60) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {secret}"}}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 60))["type"] == "connection_ack"
+            await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                      "payload": {"query": "subscription { accountEvents { kind } }"}}))
+            await asyncio.sleep(0.5)
+            headers = {"Authorization": f"Bearer {secret}"}
+            tokens = (await asyncio.to_thread(_http.post, f"{deployment.web[0].http}/graphql/", headers=headers,
+                                              json={"query": "{ apiTokens { edges { node { id } } } }"})).json()
+            token_id = tokens["data"]["apiTokens"]["edges"][0]["node"]["id"]
+            revoked = await asyncio.to_thread(_http.post, f"{deployment.web[0].http}/graphql/", headers=headers, json={
+                "query": "mutation($id: ID!) { revokeApiToken(id: $id) { __typename } }", "variables": {"id": token_id}})
+            assert revoked.json()["data"]["revokeApiToken"]["__typename"] == "ApiToken"
+            started = time.monotonic()
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+            return closed.value.rcvd.code, time.monotonic() - started
+
+    code, seconds = asyncio.run(scenario())
+    assert code == 4401 and seconds < 1.0, (code, seconds)

@@ -46,10 +46,13 @@ def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def send_group_now(group: str, event: dict) -> None:
+    _group_send(group, {"type": "app.event", **event})
+
+
+def _group_send(group: str, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "app.event", **event}
     try:
         loop = _server_loop
         if loop is not None and loop.is_running() and threading.get_ident() != getattr(loop, "_thread_id", None):
@@ -57,9 +60,22 @@ def send_group_now(group: str, event: dict) -> None:
         else:
             async_to_sync(layer.group_send)(group, message)
     except Exception:  # a broken layer must never break the operation that committed
-        logger.exception("could not publish event %s", event.get("kind"))
+        logger.exception("could not publish %s to %s", message.get("kind") or message["type"], group)
 
 
 def publish_group(group: str, event: dict) -> None:
     """Send ``event`` to a group's subscribers once the current transaction commits."""
     transaction.on_commit(lambda: send_group_now(group, event))
+
+
+AUTH_CHANGED = "auth.changed"  # a channel-layer message type, handled by the websocket consumer
+
+
+def auth_group(user_id: int) -> str:
+    return f"auth.{user_id}"
+
+
+def publish_auth_change(user_id: int) -> None:
+    """After commit, tell every socket of ``user_id`` (on any process) to check its credential
+    again: a token was revoked, a session ended, the password or the account changed."""
+    transaction.on_commit(lambda: _group_send(auth_group(user_id), {"type": AUTH_CHANGED}))

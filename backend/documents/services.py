@@ -105,7 +105,9 @@ def delete_collection(user, pk) -> None:
     keys = list(collection.documents.values_list("storage_key", flat=True))
     index_key = vectors.key_for(collection)
     with transaction.atomic():
+        collection_pk = collection.pk
         collection.delete()
+        events.publish_group(events.collection_group(collection_pk), {"kind": ACCESS_CHANGED})
         transaction.on_commit(lambda: _remove_files(keys))
         transaction.on_commit(lambda: vectors.drop(index_key))
 
@@ -125,6 +127,9 @@ def share_collection(user, pk, *, email: str, role: str) -> CollectionShare:
     return share
 
 
+ACCESS_CHANGED = "ACCESS_CHANGED"
+
+
 def unshare_collection(user, pk, *, user_id) -> Collection:
     """The owner removes anyone; a member may remove themselves."""
     _require(user)
@@ -133,9 +138,12 @@ def unshare_collection(user, pk, *, user_id) -> Collection:
         raise NotFound("No such collection.")
     if collection.owner_id != user.pk and str(user.pk) != str(user_id):
         raise Forbidden("Only the collection's owner can do this.")
-    deleted, _ = CollectionShare.objects.filter(collection=collection, user_id=user_id).delete()
-    if not deleted:
-        raise ValidationError({"userId": ValidationError("This user has no access to share.", code="NOT_SHARED")})
+    with transaction.atomic():
+        deleted, _ = CollectionShare.objects.filter(collection=collection, user_id=user_id).delete()
+        if not deleted:
+            raise ValidationError({"userId": ValidationError("This user has no access to share.", code="NOT_SHARED")})
+        # Subscribers of the collection's events check their access again: the removed member's end.
+        events.publish_group(events.collection_group(collection.pk), {"kind": ACCESS_CHANGED})
     return collection
 
 

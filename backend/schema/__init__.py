@@ -13,7 +13,7 @@ from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from . import chats, documents, quotas, recipes, users
-from .checks import OperationChecks
+from .checks import OperationChecks, SocketCredential
 from .errors import ErrorCodes, classify
 from .inputs import UPLOAD
 from .validation import AliasLimit, DepthLimit, ValidateOnce
@@ -42,6 +42,7 @@ class Schema(strawberry.Schema):
 def build_schema() -> Schema:
     # Limits are read from settings for each operation; ValidateOnce comes after the rules.
     extensions = [
+        SocketCredential,
         DepthLimit,
         AliasLimit,
         lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),

@@ -25,3 +25,21 @@ class OperationChecks(SchemaExtension):
     def _refuse(self, message: str, **details) -> None:
         self.execution_context.pre_execution_errors = [
             GraphQLError(message, extensions={"code": "BAD_USER_INPUT", **details})]
+
+
+class SocketCredential(SchemaExtension):
+    """On a websocket, every operation first checks that the socket's credential still stands (a
+    token not revoked, a session not ended, the password unchanged, the account usable): one that
+    does not runs as anonymous, so it gets UNAUTHENTICATED."""
+
+    async def on_operation(self):
+        context = self.execution_context.context
+        credential = getattr(context, "credential", None)
+        if getattr(context, "ws", None) is not None and credential is not None:
+            from channels.db import database_sync_to_async
+
+            from backend.users.services import credential_valid
+
+            if not await database_sync_to_async(credential_valid)(credential):
+                context.user, context.credential = None, None
+        yield

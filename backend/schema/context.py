@@ -17,6 +17,9 @@ class Context:
     user: Any = None
     ws: Any = None
     connection_params: dict = field(default_factory=dict)
+    # A websocket's credential, checked again on every operation and on every change:
+    # ("token", secret, user id) or ("session", session key, user id).
+    credential: tuple | None = None
 
     @property
     def http_request(self) -> HttpRequest | None:

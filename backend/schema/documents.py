@@ -275,6 +275,11 @@ class Query:
         return [_stats(s) for s in services.vector_store_stats(info.context.get_user())]
 
 
+def _still_readable(context, collection_pk) -> bool:
+    user = context.get_user(required=False)
+    return user is not None and Collection.objects.visible_to(user).filter(pk=collection_pk).exists()
+
+
 @strawberry.type
 class Mutation:
     @strawberry_django.mutation(description="Upload a PDF, DOCX, TXT or MD file; it is processed in the background.")
@@ -352,6 +357,10 @@ class Subscription:
         group = events.collection_group(collection.pk)
         async with info.context.ws.listen_to_channel("app.event", groups=[group]) as messages:
             async for message in messages:
+                # Access is checked again before every event: a member removed from the collection
+                # (or a user whose credential was revoked) receives nothing more, and the stream ends.
+                if not await sync_to_async(_still_readable)(info.context, collection.pk):
+                    return
                 if message.get("kind") not in DOCUMENT_KINDS:
                     continue
                 document = await sync_to_async(Document.objects.filter(pk=message["document_id"]).first)()

@@ -236,7 +236,9 @@ class Mutation:
 
     @strawberry_django.mutation(handle_django_errors=False, description="End the session.")
     def logout(self, info: Info) -> bool:
+        user = info.context.user
         auth.logout(_http_request(info))
+        services.signed_out(user)  # the sockets this session opened close
         info.context.user = None
         return True
 
@@ -258,7 +260,7 @@ class Mutation:
     def remove_avatar(self, info: Info) -> UserType:
         return services.remove_avatar(info.context.get_user())
 
-    @strawberry_django.mutation
+    @strawberry_django.mutation(description="Also revokes your API tokens and ends your other sessions and sockets.")
     def change_password(self, info: Info, current_password: str, new_password: str) -> UserType:
         user = services.change_password(info.context.get_user(), current_password=current_password,
                                         new_password=new_password)
@@ -272,7 +274,7 @@ class Mutation:
         services.request_password_reset(email, info.context.client_address)
         return Ack(ok=True, message="If an account exists for this address, we sent it a reset link.")
 
-    @strawberry_django.mutation
+    @strawberry_django.mutation(description="Also revokes your API tokens and ends your sessions and sockets.")
     def reset_password(self, info: Info, uid: str, token: str, new_password: str) -> UserType:
         return services.reset_password(uid=uid, token=token, new_password=new_password)
 

@@ -67,7 +67,13 @@ class GraphQLView(AsyncGraphQLView):
             raise HTTPException(400, "The multipart 'map' names a path the operations do not have.") from exc
 
     async def get_context(self, request, response) -> Context:
+        from django.contrib.auth.models import AnonymousUser
+
+        from backend.users.services import usable
+
         user = await request.auser()
+        if user.is_authenticated and not usable(user):  # a guest past its expiry signs in no more
+            user = AnonymousUser()
         request.user = user  # resolved once; later checks must not re-read the session
         if user.is_authenticated:
             from backend.users.services import touch_last_active
@@ -130,40 +136,18 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
     async def disconnect(self, code) -> None:
         # Tells a running stream that its client went away (INTERRUPTED), not that it asked to stop.
         self.disconnected = True
+        if getattr(self, "expiry", None) is not None:
+            self.expiry.cancel()
+        if getattr(self, "auth_group", None):
+            await self.channel_layer.group_discard(self.auth_group, self.channel_name)
         await super().disconnect(code)
-
-    def decode_json(self, data):
-        """JSON no client nests deeply: past MAX_JSON_DEPTH levels the request is refused (400)."""
-        try:
-            value = json.loads(data)
-        except RecursionError:
-            value = None
-            depth = MAX_JSON_DEPTH + 1
-        else:
-            depth = _depth(value)
-        if depth > MAX_JSON_DEPTH:
-            raise HTTPException(400, f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.")
-        return value
-
-    async def parse_multipart(self, request):
-        """The GraphQL multipart request spec's ``map``: an object of file keys to lists of paths
-        into the operations; anything else is a 400, never an error deeper in."""
-        form = await request.get_form_data()
-        files_map = form.form.get("map", "{}")
-        files_map = self.parse_json(files_map) if isinstance(files_map, (bytes, str)) else files_map
-        if not (isinstance(files_map, dict) and all(
-                isinstance(paths, list) and paths and all(isinstance(p, str) and p for p in paths)
-                for paths in files_map.values())):
-            raise HTTPException(400, "The multipart 'map' must be an object of file keys to lists of paths.")
-        try:
-            return await super().parse_multipart(request)
-        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
-            raise HTTPException(400, "The multipart 'map' names a path the operations do not have.") from exc
 
     async def get_context(self, request, response) -> Context:
         return Context(request=request, ws=request, user=request.scope.get("user"))
 
     async def on_ws_connect(self, context: Context):
+        from backend.users.services import usable
+
         params = context.connection_params or {}
         header = params.get("authorization") or params.get("Authorization")
         if header:
@@ -172,7 +156,51 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
             if user is None:
                 raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
             context.user = user
+            context.credential = ("token", secret, user.pk)
+        elif getattr(context.user, "is_authenticated", False):
+            session = self.scope.get("session")
+            if not usable(context.user) or session is None or not session.session_key:
+                context.user = None
+            else:
+                context.credential = ("session", session.session_key, context.user.pk)
+        if context.credential is not None:
+            await self._watch(context)
         return UNSET
+
+    # --- revocation: the socket's credential is checked again when it may have changed ----------
+
+    async def _watch(self, context: Context) -> None:
+        """Hear the user's credential changes (from any process, through the channel layer), and
+        check again when a guest's account expires."""
+        self.ws_context = context
+        self.auth_group = events.auth_group(context.credential[2])
+        await self.channel_layer.group_add(self.auth_group, self.channel_name)
+        expires = getattr(context.user, "guest_expires_at", None)
+        if expires is not None:
+            from django.utils import timezone
+
+            delay = max(0.0, (expires - timezone.now()).total_seconds()) + 0.5
+            self.expiry = asyncio.get_running_loop().call_later(
+                delay, lambda: asyncio.ensure_future(self._check_credential()))
+
+    async def dispatch(self, message) -> None:
+        if message.get("type") == events.AUTH_CHANGED:
+            await self._check_credential()
+            return
+        await super().dispatch(message)
+
+    async def _check_credential(self) -> None:
+        from backend.users.services import credential_valid
+
+        context = getattr(self, "ws_context", None)
+        if context is None or context.credential is None:
+            return
+        if not await database_sync_to_async(credential_valid)(context.credential):
+            context.user, context.credential = None, None
+            await self.close(code=REVOKED)
+
+
+REVOKED = 4401  # the socket's credential was revoked: sign in again
 
 
 def graphql_ide():

@@ -6,6 +6,7 @@ everything else raises one of ``backend.core.errors``. No GraphQL here.
 
 import functools
 import io
+from importlib import import_module
 import logging
 import secrets
 import uuid
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
-from django.contrib.auth import password_validation
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, password_validation
 from django.contrib.auth.tokens import PasswordResetTokenGenerator, default_token_generator
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -22,13 +23,14 @@ from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from backend.core import events, ratelimit, userdata
 from backend.core.errors import NotFound, RateLimited
-from backend.core.throttle import allow, throttle
 from backend.core.scoping import require_user
+from backend.core.throttle import allow, throttle
 
 from . import preferences as prefs
 from .models import ApiToken, User
@@ -267,6 +269,7 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
     _check_password(new_password, user, field="newPassword")
     user.set_password(new_password)
     user.save(update_fields=["password"])
+    credentials_changed(user)
     return user
 
 
@@ -316,6 +319,7 @@ def reset_password(*, uid: str, token: str, new_password: str) -> User:
     _check_password(new_password, user, field="newPassword")
     user.set_password(new_password)  # changes the hash, so the token cannot be used again
     user.save(update_fields=["password"])
+    credentials_changed(user)
     return user
 
 
@@ -385,6 +389,42 @@ def create_api_token(user: User, *, name: str, expires_in_days: int | None = Non
     return token, secret
 
 
+def usable(user) -> bool:
+    """Whether an account may act: active, and not a guest past its expiry."""
+    if user is None or not user.is_active:
+        return False
+    return not (user.is_guest and user.guest_expires_at is not None and user.guest_expires_at <= timezone.now())
+
+
+def credentials_changed(user: User) -> None:
+    """A password change or reset: the API tokens are revoked (a leaked password may have minted
+    them) and every live socket of the user checks its credential again."""
+    ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    events.publish_auth_change(user.pk)
+
+
+def signed_out(user) -> None:
+    """A session ended: the sockets that it authenticated close."""
+    if user is not None and user.is_authenticated:
+        events.publish_auth_change(user.pk)
+
+
+def credential_valid(credential) -> bool:
+    """Whether a websocket's credential still stands: ("token", secret, user id) while the token
+    is neither revoked nor expired; ("session", session key, user id) while that session still
+    signs in that user with the current password; the account usable in both cases."""
+    kind, secret, user_id = credential
+    if kind == "token":
+        user = user_for_token(secret)
+        return user is not None and user.pk == user_id
+    session = import_module(settings.SESSION_ENGINE).SessionStore(secret)
+    if not session.exists(secret) or str(session.get(SESSION_KEY)) != str(user_id) or not session.get(BACKEND_SESSION_KEY):
+        return False
+    user = User.objects.filter(pk=user_id).first()
+    return (usable(user) and constant_time_compare(session.get(HASH_SESSION_KEY) or "",
+                                                   user.get_session_auth_hash()))
+
+
 def user_for_token(secret: str) -> User | None:
     """The active user a bearer secret belongs to, or None (unknown, revoked or expired).
 
@@ -404,6 +444,8 @@ def user_for_token(secret: str) -> User | None:
         last_used = datetime.fromisoformat(last_used)
     if last_used is not None and last_used.tzinfo is None:
         last_used = last_used.replace(tzinfo=dt_timezone.utc)
+    if not usable(user):  # a guest past its expiry
+        return None
     if last_used is None or now - last_used > timedelta(minutes=1):
         ApiToken.objects.filter(pk=user.token_id).update(last_used_at=now)
     return user
@@ -426,6 +468,7 @@ def revoke_api_token(user: User, token_id) -> ApiToken:
         raise NotFound("No such token.")
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
+    events.publish_auth_change(user.pk)
     return token
 
 
@@ -485,6 +528,7 @@ def delete_account_data(user: User) -> None:
         files.extend(part.files(user))
     with transaction.atomic():
         User.objects.filter(pk=user.pk).delete()
+        events.publish_auth_change(user.pk)
 
         def remove_files():
             for storage, name in files:
