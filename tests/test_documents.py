@@ -296,6 +296,36 @@ def test_a_truncated_index_file_is_rebuilt_on_the_next_search(alice, faiss_engin
     assert alice(SEARCH, {"q": "chlorophyll"})["data"]["searchDocuments"][0]["document"]["title"] == "plants"
 
 
+@pytest.mark.parametrize("damage", ["header-not-an-object", "header-wrong-types", "future-version", "garbage"])
+def test_an_index_file_that_fails_any_check_is_rebuilt(alice, faiss_engine, damage):
+    import json as json_
+    import struct
+
+    upload(alice, "plants.md", PHOTOSYNTHESIS_MD)
+    wait()
+    collection = Collection.objects.get()
+    store = vectors.store()
+    path = store.path(vectors.key_for(collection))
+    assert alice(SEARCH, {"q": "chlorophyll"})["data"]["searchDocuments"]
+    data = path.read_bytes()
+    (length,) = struct.unpack("<I", data[8:12])
+    info, payload = json_.loads(data[12:12 + length]), data[12 + length:]
+    if damage == "header-not-an-object":
+        header = b"[1, 2, 3]"
+    elif damage == "header-wrong-types":
+        header = json_.dumps({**info, "version": "seven", "vectors": None}).encode()
+    elif damage == "future-version":
+        header = json_.dumps({**info, "version": info["version"] + 1000}).encode()
+    else:
+        header = b"\xff\xfe not json"
+    path.write_bytes(data[:8] + struct.pack("<I", len(header)) + header + payload)
+    store._cache.clear()
+    hits = alice(SEARCH, {"q": "chlorophyll"})["data"]["searchDocuments"]
+    assert hits and hits[0]["document"]["title"] == "plants"
+    store._cache.clear()
+    assert store.info(vectors.key_for(collection)).version == Collection.objects.get().index_version
+
+
 def test_a_burst_of_documents_writes_the_index_once_or_twice_and_it_holds_every_chunk(user, monkeypatch,
                                                                                      faiss_engine):
     from django.core.files.uploadedfile import SimpleUploadedFile

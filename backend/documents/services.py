@@ -300,6 +300,11 @@ def update_document(user, pk, *, title=None, tags=None, collection_id=None) -> D
         moved = collection_id is not None and str(collection_id) != str(document.collection_id)
         if moved:
             target = get_collection(user, collection_id, need=Role.EDITOR)
+            if target.owner_id != old_collection.owner_id:
+                # An editor of someone's collection cannot carry the owner's document to a place the
+                # owner cannot see (or the editor's own document into theirs): moves stay with one owner.
+                raise ValidationError({"collectionId": ValidationError(
+                    "A document moves only between collections of the same owner.", code="OTHER_OWNER")})
             if Document.objects.filter(collection=target, sha256=document.sha256).exists():
                 raise ValidationError({"collectionId": ValidationError(
                     "The target collection already holds this file.", code="DUPLICATE")})

@@ -92,9 +92,11 @@ def sync(collection_id: int) -> None:
     key = key_for(collection)
     with st.writing(key):
         info = st.info(key)
-        if info is not None and info.version >= version:
+        if info is not None and info.version == version:
             return
-        found = st.load(key, info.version) if info is not None else None
+        # A file ahead of the database (a restored backup, a hand-edited header) is not to be
+        # trusted: rebuilt, as a missing or corrupt one is.
+        found = st.load(key, info.version) if info is not None and info.version < version else None
         if found is not None:
             import faiss
 

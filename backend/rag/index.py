@@ -58,6 +58,16 @@ def is_graph(index: faiss.Index) -> bool:
     return isinstance(inner, faiss.IndexHNSW)
 
 
+HEADER_FIELDS = {"format": int, "version": int, "model": str, "dimension": int, "vectors": int, "payload": int,
+                 "built_at": (int, float)}
+
+
+def _header_ok(info) -> bool:
+    """A header of the shape this module writes: an object with each field of its type."""
+    return isinstance(info, dict) and all(
+        isinstance(info.get(name), kind) and not isinstance(info.get(name), bool) for name, kind in HEADER_FIELDS.items())
+
+
 class FaissStore:
     def __init__(self, directory: str | os.PathLike, *, hnsw_min_vectors: int = 20_000, hnsw_m: int = 32,
                  ef_construction: int = 80, ef_search: int = 96):
@@ -128,12 +138,12 @@ class FaissStore:
             (length,) = struct.unpack("<I", data[8:12])
             info = json.loads(data[12:12 + length])
             payload = data[12 + length:]
-            if info.get("format") != FORMAT or len(payload) != info["payload"]:
+            if not _header_ok(info) or info["format"] != FORMAT or len(payload) != info["payload"]:
                 return None
             index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
             if index.ntotal != info["vectors"] or index.d != info["dimension"]:
                 return None
-        except (ValueError, KeyError, struct.error, RuntimeError, json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, KeyError, TypeError, struct.error, RuntimeError, UnicodeDecodeError):
             return None
         meta = IndexInfo(info["version"], info["model"], info["dimension"], info["vectors"], info["built_at"],
                          stat.st_size)
