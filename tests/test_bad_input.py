@@ -156,3 +156,16 @@ def test_a_pixel_bomb_is_refused_from_its_header(alice):
                           {"variables.file": ("me.png", png, "image/png")})
     [message] = result["data"]["uploadAvatar"]["messages"]
     assert message["code"] == "IMAGE_TOO_LARGE" and "13000×13000" in message["message"]
+
+
+def test_no_error_names_a_schema_member_it_guesses_at_in_production(alice, settings):
+    typos = ['{ mee { id } }', '{ chats(firts: 1) { totalCount } }', '{ node(id: "x") { ... on Chatt { id } } }',
+             'mutation { updatePreferences(preferences: {theme: DARKK}) { __typename } }',
+             'mutation { updatePreferences(preferences: {themee: DARK}) { __typename } }']
+    assert "Did you mean" in json.dumps(alice(typos[1]))  # development: help for the developer
+    settings.GRAPHQL_INTROSPECTION = False
+    for query in typos:
+        result = alice(query)
+        assert error_codes(result) and set(error_codes(result)) == {"BAD_USER_INPUT"}, result
+        text = json.dumps(result)
+        assert "Did you mean" not in text and "'first'" not in text and "'DARK'" not in text, text

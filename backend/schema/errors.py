@@ -1,7 +1,9 @@
 """Top-level errors carry ``extensions.code`` from a fixed set; anything unexpected is masked."""
 
 import logging
+import re
 
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
@@ -14,6 +16,9 @@ from backend.core.errors import ServiceError
 logger = logging.getLogger("backend.graphql")
 
 INTERNAL_MESSAGE = "Unexpected error."
+# graphql-core names schema members it guesses at ("Did you mean 'first'?"); with introspection off
+# (production) the schema is not for strangers to read, so no error names what was not asked.
+SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
 
 
 def extensions_of(error: GraphQLError) -> dict:
@@ -52,6 +57,8 @@ class ErrorCodes(MaskErrors):
                 processed.append(error)
                 continue
             code, message = classify(error)
+            if not settings.GRAPHQL_INTROSPECTION:
+                message = SUGGESTION.sub("", message)
             if code == "INTERNAL":
                 logger.error("unexpected error in GraphQL operation", exc_info=error.original_error)
             processed.append(GraphQLError(
