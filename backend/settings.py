@@ -8,6 +8,7 @@ ALLOWED_HOSTS and turns on every deploy check.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
     "backend.chats",
     "backend.recipes",
     "backend.quotas",
+    "axes",
     "backend.graphiql",
 ]
 
@@ -91,6 +93,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # the admin's login page answers a lockout with 429
 ]
 
 ROOT_URLCONF = "backend.urls"
@@ -190,6 +193,21 @@ GUEST_TTL_HOURS = env_int("GUEST_TTL_HOURS", 24 * 7)
 LOGIN_RATE_LIMIT_PER_ACCOUNT = env_int("LOGIN_RATE_LIMIT_PER_ACCOUNT", 5)
 LOGIN_RATE_LIMIT_PER_ADDRESS = env_int("LOGIN_RATE_LIMIT_PER_ADDRESS", 30)
 LOGIN_RATE_LIMIT_WINDOW = env_int("LOGIN_RATE_LIMIT_WINDOW", 15 * 60)
+# Login protection (django-axes, for the API's login and the Django admin alike): failures are
+# counted per account AND client address, so nobody can lock an owner out of their own account
+# from elsewhere; past LOGIN_RATE_LIMIT_PER_ACCOUNT failures that pair waits the window out. The
+# counts live in the cache: Redis when configured (every process sees them), else the one embedded
+# process's memory (axes warns that a local-memory cache is not shared: here it need not be).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["axes.W001"]
+AXES_FAILURE_LIMIT = LOGIN_RATE_LIMIT_PER_ACCOUNT
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_RATE_LIMIT_WINDOW)
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+AXES_ENABLED = True
+AXES_USERNAME_FORM_FIELD = "username"  # the keyword authenticate() receives (it holds the email here)
 AVATAR_MAX_BYTES = env_int("AVATAR_MAX_BYTES", 2 * 1024 * 1024)
 AVATAR_MAX_PIXELS = env_int("AVATAR_MAX_PIXELS", 25_000_000)  # checked from the header, before decoding
 AVATAR_SIZE = env_int("AVATAR_SIZE", 256)

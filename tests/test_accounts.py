@@ -107,17 +107,35 @@ def test_wrong_password_and_unknown_email_get_the_same_answer(gql, user):
     assert gql(ME)["data"]["me"] is None
 
 
-def test_failed_logins_are_rate_limited_per_account(gql, user, settings):
-    settings.LOGIN_RATE_LIMIT_PER_ACCOUNT = 3
+def test_failed_logins_lock_out_the_account_from_that_address_only(gql, user, settings):
+    settings.AXES_FAILURE_LIMIT = 3
     for _ in range(3):
         gql(LOGIN, {"email": "alice@example.com", "password": "wrong password!"})
-    # Even the right password is refused now, and the answer says nothing about which part was wrong.
+    # Even the right password is refused from there now, and the answer says nothing about which part was wrong.
     result = gql(LOGIN, {"email": "alice@example.com", "password": PASSWORD})
     assert error_codes(result) == ["RATE_LIMITED"]
     assert "password" not in result["errors"][0]["message"].lower()
+    # The owner, elsewhere, is not locked out of their own account by someone else's guesses.
+    elsewhere = GraphQLClient(Client(REMOTE_ADDR="10.9.8.7"))
+    assert elsewhere(LOGIN, {"email": "alice@example.com", "password": PASSWORD})["data"]["login"]["email"] == \
+        "alice@example.com"
     # Another account from the same address is not locked out by alice's counter.
     other = User.objects.create_user(email="carol@example.com", username="carol", password=PASSWORD)
     assert gql(LOGIN, {"email": other.email, "password": PASSWORD})["data"]["login"]["email"] == other.email
+
+
+def test_the_admin_login_is_under_the_same_protection(make_user, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    make_user("ops@example.com", is_staff=True, is_superuser=True)
+    client = Client()
+    for _ in range(2):
+        page = client.post("/admin/login/", {"username": "ops@example.com", "password": "wrong password!"})
+        assert page.status_code == 200  # the form again, with its error
+    assert client.post("/admin/login/", {"username": "ops@example.com", "password": "wrong!"}).status_code == 429
+    locked = client.post("/admin/login/", {"username": "ops@example.com", "password": PASSWORD})
+    assert locked.status_code == 429
+    assert Client(REMOTE_ADDR="10.1.2.3").post("/admin/login/", {"username": "ops@example.com",
+                                                                 "password": PASSWORD}).status_code == 302
 
 
 def test_failed_logins_are_rate_limited_per_client_address(gql, make_user, settings):

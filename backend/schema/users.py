@@ -229,7 +229,7 @@ class Mutation:
     @strawberry_django.mutation(description="Sign in with email and password; sets the session cookie.")
     def login(self, info: Info, email: str, password: str) -> UserType:
         request = _http_request(info)
-        user = services.authenticate(email=email, password=password, client_address=client_address(request))
+        user = services.authenticate(request, email=email, password=password)
         auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         info.context.user = user
         return user

@@ -127,25 +127,27 @@ def register(*, email: str, password: str, username: str | None = None, display_
     return user
 
 
-def authenticate(*, email: str, password: str, client_address: str) -> User:
-    """Check credentials under per-address and per-account rate limits.
+def authenticate(request, *, email: str, password: str) -> User:
+    """Check credentials through Django's authentication, under django-axes' lockout per account
+    and client address (the admin's login is under the same), and a per-address limit across
+    accounts (credential stuffing).
 
-    A wrong email and a wrong password get the same answer; past the limit every attempt gets
-    ``RateLimited`` whether or not it would have succeeded.
+    A wrong email and a wrong password get the same answer; a locked-out pair, or an address past
+    its limit, gets ``RateLimited`` whether or not the attempt would have succeeded.
     """
+    from django.contrib import auth
+
     email = (email or "").strip().lower()
-    window = settings.LOGIN_RATE_LIMIT_WINDOW
-    if (ratelimit.hits("login-addr", client_address) >= settings.LOGIN_RATE_LIMIT_PER_ADDRESS
-            or ratelimit.hits("login-acct", email) >= settings.LOGIN_RATE_LIMIT_PER_ACCOUNT):
+    address = request.META.get("REMOTE_ADDR") or "unknown"
+    if ratelimit.hits("login-addr", address) >= settings.LOGIN_RATE_LIMIT_PER_ADDRESS:
         raise RateLimited()
-    user = User.objects.filter(email__iexact=email, is_active=True).first()
-    if user is None:
-        User().set_password(password)  # spend the same time as a real check
-    if user is None or not user.check_password(password):
-        ratelimit.hit("login-addr", client_address, window)
-        ratelimit.hit("login-acct", email, window)
+    user = auth.authenticate(request, username=email, password=password)
+    if getattr(request, "axes_locked_out", False):
+        request.axes_locked_out = False  # the API answers RATE_LIMITED itself, not axes' HTML page
+        raise RateLimited()
+    if user is None or not usable(user):
+        ratelimit.hit("login-addr", address, settings.LOGIN_RATE_LIMIT_WINDOW)
         raise ValidationError(ValidationError("Invalid email or password.", code="INVALID_CREDENTIALS"))
-    ratelimit.reset("login-acct", email)
     return user
 
 
