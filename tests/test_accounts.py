@@ -177,10 +177,26 @@ def test_update_profile(alice, bob):
     assert messages(taken, "updateProfile")[0]["code"] == "USERNAME_TAKEN"
 
 
-def test_changing_email_resets_verification(alice):
+def test_an_email_change_needs_the_password_and_the_new_address(alice, make_user):
     User.objects.filter(pk=alice.user.pk).update(email_verified_at=timezone.now())
-    result = alice('mutation { updateProfile(email: "alice@new.example") { ... on User { email emailVerified } } }')
-    assert result["data"]["updateProfile"] == {"email": "alice@new.example", "emailVerified": False}
+    change = ('mutation($p: String) { updateProfile(email: "alice@new.example", currentPassword: $p) '
+              f'{{ ... on User {{ email emailVerified pendingEmail }} {ERRORS} }} }}')
+    # A stolen session alone cannot take the account: the password is asked.
+    assert messages(alice(change), "updateProfile")[0]["code"] == "WRONG_PASSWORD"
+    assert messages(alice(change, {"p": "a guess"}), "updateProfile")[0]["code"] == "WRONG_PASSWORD"
+    mail.outbox.clear()
+    result = alice(change, {"p": PASSWORD})["data"]["updateProfile"]
+    # Nothing changes until the new address confirms; the old one is told.
+    assert result == {"email": "alice@example.com", "emailVerified": True, "pendingEmail": "alice@new.example"}
+    to_new, notice = sorted(mail.outbox, key=lambda m: m.to[0] != "alice@new.example")
+    assert to_new.to == ["alice@new.example"] and notice.to == ["alice@example.com"]
+    assert "alice@new.example" in notice.body
+    uid, token = _reset_link(to_new.body)
+    verify = f'mutation($u: String!, $t: String!) {{ verifyEmail(uid: $u, token: $t) {{ ... on User {{ email emailVerified pendingEmail }} {ERRORS} }} }}'
+    assert alice(verify, {"u": uid, "t": token})["data"]["verifyEmail"] == {
+        "email": "alice@new.example", "emailVerified": True, "pendingEmail": ""}
+    # Signing in now takes the new address.
+    assert GraphQLClient()(LOGIN, {"email": "alice@new.example", "password": PASSWORD})["data"]["login"]
 
 
 def test_preferences_have_defaults_and_update_partially(alice):

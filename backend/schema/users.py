@@ -132,6 +132,8 @@ class UserType(ScopedNode):
     display_name: str
     bio: str
     is_guest: bool
+    pending_email: str = strawberry_django.field(
+        description="A new address waiting for its verification link (updateProfile(email:)); empty when none.")
     guest_expires_at: datetime | None
     last_active_at: datetime | None
     created_at: datetime = strawberry_django.field(field_name="date_joined")
@@ -244,9 +246,10 @@ class Mutation:
 
     @strawberry_django.mutation
     def update_profile(self, info: Info, username: str | None = None, display_name: str | None = None,
-                       bio: str | None = None, email: str | None = None) -> UserType:
+                       bio: str | None = None, email: str | None = None,
+                       current_password: str | None = None) -> UserType:
         return services.update_profile(info.context.get_user(), username=username, display_name=display_name,
-                                       bio=bio, email=email)
+                                       bio=bio, email=email, current_password=current_password)
 
     @strawberry_django.mutation
     def update_preferences(self, info: Info, preferences: PreferencesInput) -> UserType:

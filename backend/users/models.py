@@ -30,6 +30,8 @@ class User(AbstractUser):
     bio = models.TextField(max_length=2000, blank=True)
     preferences = models.JSONField(default=dict, blank=True)
     email_verified_at = models.DateTimeField(null=True, blank=True)
+    # A new address asked for, waiting for its verification link to be opened (then it replaces email).
+    pending_email = models.EmailField(blank=True)
     is_guest = models.BooleanField(default=False)
     guest_expires_at = models.DateTimeField(null=True, blank=True)
     last_active_at = models.DateTimeField(null=True, blank=True)

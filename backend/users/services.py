@@ -50,7 +50,7 @@ class EmailVerificationTokenGenerator(PasswordResetTokenGenerator):
     key_salt = "backend.users.EmailVerificationTokenGenerator"
 
     def _make_hash_value(self, user, timestamp):
-        return f"{user.pk}{user.email}{user.email_verified_at}{timestamp}"
+        return f"{user.pk}{user.email}{user.pending_email}{user.email_verified_at}{timestamp}"
 
     def check_token(self, user, token):
         if not super().check_token(user, token):
@@ -161,7 +161,10 @@ def touch_last_active(user: User) -> None:
 # --- profile and preferences ----------------------------------------------------------------
 
 @transaction.atomic
-def update_profile(user: User, *, username=None, display_name=None, bio=None, email=None) -> User:
+def update_profile(user: User, *, username=None, display_name=None, bio=None, email=None,
+                   current_password=None) -> User:
+    """An email change needs the current password, and takes effect when the new address opens
+    the verification link sent to it (the old address is told); until then ``pending_email``."""
     require_user(user)
     user = User.objects.select_for_update().get(pk=user.pk)
     if username is not None:
@@ -177,10 +180,17 @@ def update_profile(user: User, *, username=None, display_name=None, bio=None, em
     if email is not None:
         new_email = _normalize_email(email)
         if new_email != user.email:
+            if user.is_guest:
+                raise ValidationError({"email": ValidationError("Claim your guest account first.",
+                                                                code="GUEST_ACCOUNT")})
+            if not current_password or not user.check_password(current_password):
+                raise ValidationError({"currentPassword": ValidationError(
+                    "Your current password is needed to change your email address.", code="WRONG_PASSWORD")})
             _check_email_free(new_email, exclude_pk=user.pk)
-            user.email = new_email
-            user.email_verified_at = None
-            transaction.on_commit(lambda: _send_verification_email(user))
+            user.pending_email = new_email
+            transaction.on_commit(lambda: _send_email_change(user))
+        elif user.pending_email:
+            user.pending_email = ""  # asking for the current address again cancels a pending change
     user.save()
     events.publish(user.pk, {"kind": "PROFILE_UPDATED"})
     return user
@@ -340,6 +350,18 @@ def _send_verification_email(user: User) -> None:
     )
 
 
+def _send_email_change(user: User) -> None:
+    token = email_verification_tokens.make_token(user)
+    link = f"{settings.FRONTEND_URL}/verify-email?uid={_uid(user)}&token={token}"
+    send_mail("Confirm your new email address",
+              f"Open this link to make this your account's email address:\n{link}\n\nuid: {_uid(user)}\n"
+              f"token: {token}\n", settings.DEFAULT_FROM_EMAIL, [user.pending_email])
+    send_mail("Your email address is being changed",
+              f"Someone signed in to your account asked to change its email address to {user.pending_email}. "
+              "If it was not you, change your password now: the change happens only once the new address "
+              "confirms it.", settings.DEFAULT_FROM_EMAIL, [user.email])
+
+
 def request_email_verification(user: User, client_address: str = "unknown") -> None:
     require_user(user)
     if user.email_verified:
@@ -357,8 +379,11 @@ def verify_email(*, uid: str, token: str) -> User:
     if user is None or not email_verification_tokens.check_token(user, token):
         raise ValidationError({"token": ValidationError(
             "This verification link is invalid or has expired. Ask for a new one.", code="INVALID_TOKEN")})
+    if user.pending_email:  # a change of address, confirmed by the new one
+        _check_email_free(user.pending_email, exclude_pk=user.pk)
+        user.email, user.pending_email = user.pending_email, ""
     user.email_verified_at = timezone.now()
-    user.save(update_fields=["email_verified_at"])
+    user.save(update_fields=["email", "pending_email", "email_verified_at"])
     events.publish(user.pk, {"kind": "EMAIL_VERIFIED"})
     return user
 
