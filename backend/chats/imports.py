@@ -3,13 +3,16 @@
 Every chat and message is checked against the export's shape and limits before anything is
 written; one wrong field refuses the import with the path of the first problem (INVALID_FORMAT)
 and nothing is stored. Then each chat is written in its own short transaction (its messages in
-one bulk insert), so a large import never holds the database's write lock for long; a chat already
-present (same uid) is skipped, so an interrupted import can simply be sent again.
+bulk inserts), so a large import never holds the database's write lock for long: the chat is
+written hidden (``importing``), its messages in batches of BATCH rows, each in its own transaction,
+then it is shown with its uid in a last one. A chat already present (same uid) is skipped, so an
+interrupted import can simply be sent again (the interrupted chat stays hidden; a new one is made).
 """
 
+import time
 import uuid
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from backend.core.errors import field_error as _field
 from backend.core.scoping import require_user as _require
@@ -22,7 +25,8 @@ MAX_CHATS = 1000
 MAX_MESSAGES = 100_000  # in one import, all chats together
 MAX_CONTENT = 100_000  # characters of one message
 ROLES = ("user", "assistant", "system")
-BATCH = 1000  # messages per insert
+BATCH = 500  # messages per insert and per transaction (~0.1 s of SQLite's write lock)
+PAUSE = 0.1  # between two batches: longer than SQLite's busy-wait step (100 ms), so a waiting writer gets in
 
 
 def _fail(path: str, message: str):
@@ -107,11 +111,20 @@ def import_chats(user, data) -> int:
             uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"chat-import:{user.pk}:{uid}"))
         if uid and Chat.objects.filter(uid=uid, owner=user).exists():
             continue
+        row = Chat.objects.create(owner=user, title=chat["title"].strip(), model=chat["model"],
+                                  settings=chat["settings"], pinned=chat["pinned"], archived=chat["archived"],
+                                  importing=True)
+        messages = chat["messages"]
+        for start in range(0, len(messages), BATCH):
+            rows = [Message(chat=row, status=Message.Status.COMPLETE, **m) for m in messages[start:start + BATCH]]
+            with transaction.atomic():
+                Message.objects.bulk_create(rows)
+            if connection.vendor == "sqlite":  # one writer at a time there; PostgreSQL's do not queue
+                time.sleep(PAUSE)
         with transaction.atomic():
-            row = Chat.objects.create(owner=user, title=chat["title"].strip(), model=chat["model"],
-                                      settings=chat["settings"], pinned=chat["pinned"], archived=chat["archived"],
-                                      **({"uid": uid} if uid else {}))
-            Message.objects.bulk_create(
-                [Message(chat=row, status=Message.Status.COMPLETE, **m) for m in chat["messages"]], batch_size=BATCH)
+            if uid and Chat.objects.filter(uid=uid).exists():  # a concurrent import of the same chat won
+                row.delete()
+                continue
+            Chat.objects.filter(pk=row.pk).update(importing=False, **({"uid": uid} if uid else {}))
         created += 1
     return created

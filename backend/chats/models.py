@@ -15,6 +15,8 @@ class Chat(models.Model):
     settings = models.JSONField(default=dict, blank=True)  # temperature, max_tokens, system_prompt, top_p, rag
     pinned = models.BooleanField(default=False)
     archived = models.BooleanField(default=False)
+    # An import still writing its messages (in short transactions): seen by no one until complete.
+    importing = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -25,7 +27,7 @@ class Chat(models.Model):
 
     @classmethod
     def visible_q(cls, user):
-        return Q(owner=user)
+        return Q(owner=user, importing=False)
 
 
 class Message(models.Model):
@@ -72,7 +74,7 @@ class Message(models.Model):
 
     @classmethod
     def visible_q(cls, user):
-        return Q(chat__owner=user)
+        return Q(chat__owner=user, chat__importing=False)
 
 
 class AiPreset(models.Model):

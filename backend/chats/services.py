@@ -190,7 +190,7 @@ def purge_expired_chats(now=None) -> int:
 
 
 def _export_all(user) -> dict:
-    return {"chats": [_chat_dict(c) for c in Chat.objects.filter(owner=user).prefetch_related("messages")],
+    return {"chats": [_chat_dict(c) for c in Chat.objects.filter(owner=user, importing=False).prefetch_related("messages")],
             "presets": [{"name": p.name, "model": p.model, "temperature": p.temperature, "top_p": p.top_p,
                          "max_tokens": p.max_tokens, "system_prompt": p.system_prompt}
                         for p in AiPreset.objects.filter(owner=user)]}
