@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from backend.core.tasks import runner
 from backend.documents import vectors
@@ -214,10 +215,13 @@ def test_viewer_can_search_but_not_delete_and_editor_can_upload(alice, bob, make
     collection = alice('mutation { createCollection(name: "Team") { ... on Collection { id } } }')["data"]["createCollection"]["id"]
     doc = upload(alice, "plants.md", PHOTOSYNTHESIS_MD, collection_id=collection)["document"]
     wait()
+    from backend.users.models import User
+
+    User.objects.filter(email__in=["bob@example.com", "carol@example.com"]).update(email_verified_at=timezone.now())
     share = """mutation($id: ID!, $email: String!, $role: ShareRole!) { shareCollection(id: $id, email: $email, role: $role) {
-      ... on Collection { shares { role user { username } } } } }"""
-    shared = alice(share, {"id": collection, "email": "bob@example.com", "role": "VIEWER"})["data"]["shareCollection"]
-    assert shared["shares"] == [{"role": "VIEWER", "user": {"username": "bob"}}]
+      ... on Collection { shares { email role } } } }"""
+    shared = alice(share, {"id": collection, "email": "Bob@Example.com", "role": "VIEWER"})["data"]["shareCollection"]
+    assert shared["shares"] == [{"email": "bob@example.com", "role": "VIEWER"}]
     alice(share, {"id": collection, "email": "carol@example.com", "role": "EDITOR"})
 
     hits = bob(SEARCH, {"q": "chlorophyll", "ids": [collection]})["data"]["searchDocuments"]
@@ -235,9 +239,33 @@ def test_viewer_can_search_but_not_delete_and_editor_can_upload(alice, bob, make
     assert roles == {"My documents": "OWNER", "Team": "VIEWER"}
 
     # Unsharing takes the access away.
-    bob_id = str(bob.user.pk)
-    alice(f'mutation {{ unshareCollection(id: "{collection}", userId: "{bob_id}") {{ ... on Collection {{ id }} }} }}')
+    alice(f'mutation {{ unshareCollection(id: "{collection}", email: "bob@example.com") {{ ... on Collection {{ id }} }} }}')
     assert error_codes(bob(SEARCH, {"q": "chlorophyll", "ids": [collection]})) == ["NOT_FOUND"]
+
+
+def test_sharing_does_not_tell_whether_an_email_has_an_account(alice, make_user):
+    """The owner gets the same answer for a registered address, an unverified one and an unknown
+    one; the share reaches an account when its address is verified."""
+    from backend.users import services as users
+
+    collection = alice('mutation { createCollection(name: "Team") { ... on Collection { id } } }')["data"]["createCollection"]["id"]
+    verified = make_user("known@example.com", email_verified_at=timezone.now())
+    unverified = make_user("claimed@example.com")
+    share = """mutation($id: ID!, $email: String!) { shareCollection(id: $id, email: $email, role: VIEWER) {
+      ... on Collection { shares { email role } } ... on OperationInfo { messages { code } } } }"""
+    answers = [alice(share, {"id": collection, "email": e})["data"]["shareCollection"]
+               for e in ("known@example.com", "claimed@example.com", "nobody@example.com")]
+    assert all("shares" in a for a in answers), answers
+    assert [s["email"] for s in answers[-1]["shares"]] == ["known@example.com", "claimed@example.com",
+                                                           "nobody@example.com"]
+    readable = lambda user: Collection.objects.visible_to(user).filter(name="Team").exists()  # noqa: E731
+    assert readable(verified) and not readable(unverified)  # someone who only typed the address gets nothing
+    users.verify_email(uid=users._uid(unverified), token=users.email_verification_tokens.make_token(unverified))
+    assert readable(unverified)
+    newcomer = make_user("nobody@example.com")
+    assert not readable(newcomer)
+    users.verify_email(uid=users._uid(newcomer), token=users.email_verification_tokens.make_token(newcomer))
+    assert readable(newcomer)
 
 
 def test_a_stranger_sees_nothing_even_by_guessing_global_ids(alice, bob):

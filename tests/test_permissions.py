@@ -48,8 +48,11 @@ CHANGES = {
 
 @pytest.fixture
 def world(make_user):
+    from django.utils import timezone
+
     owner, stranger = make_user("owner@example.com"), make_user("stranger@example.com")
-    viewer, editor = make_user("viewer@example.com"), make_user("editor@example.com")
+    viewer = make_user("viewer@example.com", email_verified_at=timezone.now())
+    editor = make_user("editor@example.com", email_verified_at=timezone.now())
     shared = documents.create_collection(owner, name="Shared")
     documents.share_collection(owner, shared.pk, email="viewer@example.com", role=Role.VIEWER)
     documents.share_collection(owner, shared.pk, email="editor@example.com", role=Role.EDITOR)

@@ -145,7 +145,7 @@ async def test_an_expired_guest_signs_in_nowhere(db):
 async def test_a_member_removed_from_a_collection_stops_receiving_its_events(alice, make_user):
     from backend.documents import services as documents
 
-    bob = await sync_to_async(make_user)("bob@example.com")
+    bob = await sync_to_async(make_user)("bob@example.com", email_verified_at=timezone.now())
     collection = await sync_to_async(documents.create_collection)(alice, name="Shared")
     await sync_to_async(documents.share_collection)(alice, collection.pk, email="bob@example.com", role="VIEWER")
     client, ws = await session_socket(bob)
@@ -154,7 +154,7 @@ async def test_a_member_removed_from_a_collection_stops_receiving_its_events(ali
     gid = str(relay.GlobalID("Collection", str(collection.pk)))
     op = await ws.subscribe("subscription($c: ID!) { documentEvents(collectionId: $c) { status } }", {"c": gid})
     await asyncio.sleep(0.2)
-    await sync_to_async(documents.unshare_collection)(alice, collection.pk, user_id=bob.pk)
+    await sync_to_async(documents.unshare_collection)(alice, collection.pk, email="bob@example.com")
     started = time.monotonic()
     while True:
         message = await ws.receive(timeout=1.0)

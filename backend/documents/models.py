@@ -59,13 +59,18 @@ class Collection(models.Model):
 
 
 class CollectionShare(models.Model):
+    """A collection shared with an email address. It gives access once an account whose address
+    is verified holds it (``user``); until then it waits, and nothing tells the owner which."""
+
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="shares")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collection_shares")
+    email = models.EmailField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collection_shares",
+                             null=True, blank=True)
     role = models.CharField(max_length=10, choices=[(Role.EDITOR, "Editor"), (Role.VIEWER, "Viewer")])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["collection", "user"], name="one_share_per_user")]
+        constraints = [models.UniqueConstraint(fields=["collection", "email"], name="one_share_per_email")]
 
 
 class Document(models.Model):

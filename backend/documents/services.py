@@ -113,35 +113,56 @@ def delete_collection(user, pk) -> None:
 
 
 def share_collection(user, pk, *, email: str, role: str) -> CollectionShare:
+    """Share with an email address. The answer is the same whether or not an account has it: the
+    share reaches the account whose verified address it is, now or when one verifies it."""
+    from django.core.validators import validate_email
+
     from backend.users.models import User
 
     collection = get_collection(user, pk, need=Role.OWNER)
     if role not in (Role.VIEWER, Role.EDITOR):
         raise ValidationError({"role": ValidationError("Share as VIEWER or EDITOR.", code="INVALID_CHOICE")})
-    target = User.objects.filter(email__iexact=(email or "").strip(), is_active=True).first()
-    if target is None:
-        raise ValidationError({"email": ValidationError("No user has this email address.", code="USER_NOT_FOUND")})
-    if target.pk == collection.owner_id:
+    email = (email or "").strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationError({"email": ValidationError("Enter a valid email address.", code="INVALID_EMAIL")})
+    if email == collection.owner.email.lower():
         raise ValidationError({"email": ValidationError("You own this collection already.", code="SELF_SHARE")})
-    share, _ = CollectionShare.objects.update_or_create(collection=collection, user=target, defaults={"role": role})
+    target = User.objects.filter(email__iexact=email, is_active=True, is_guest=False,
+                                 email_verified_at__isnull=False).first()
+    share, _ = CollectionShare.objects.update_or_create(collection=collection, email=email,
+                                                        defaults={"role": role, "user": target})
     return share
+
+
+def link_shares(user) -> None:
+    """Shares waiting for ``user``'s address reach the account (its address was just verified)."""
+    CollectionShare.objects.filter(email__iexact=user.email, user__isnull=True).update(user=user)
 
 
 ACCESS_CHANGED = "ACCESS_CHANGED"
 
 
-def unshare_collection(user, pk, *, user_id) -> Collection:
-    """The owner removes anyone; a member may remove themselves."""
+def unshare_collection(user, pk, *, email: str | None = None, user_id=None) -> Collection:
+    """The owner removes a share (by its address); a member may leave (``user_id`` their own)."""
     _require(user)
     collection = Collection.objects.visible_to(user).filter(pk=pk).first()
     if collection is None:
         raise NotFound("No such collection.")
-    if collection.owner_id != user.pk and str(user.pk) != str(user_id):
+    shares = CollectionShare.objects.filter(collection=collection)
+    if email is not None:
+        shares = shares.filter(email__iexact=(email or "").strip())
+    elif user_id is not None:
+        shares = shares.filter(user_id=user_id)
+    else:
+        raise ValidationError({"email": ValidationError("Say whose access to remove.", code="REQUIRED")})
+    if collection.owner_id != user.pk and not (shares.exists() and all(s.user_id == user.pk for s in shares)):
         raise Forbidden("Only the collection's owner can do this.")
     with transaction.atomic():
-        deleted, _ = CollectionShare.objects.filter(collection=collection, user_id=user_id).delete()
+        deleted, _ = shares.delete()
         if not deleted:
-            raise ValidationError({"userId": ValidationError("This user has no access to share.", code="NOT_SHARED")})
+            raise ValidationError({"email": ValidationError("This collection is not shared so.", code="NOT_SHARED")})
         # Subscribers of the collection's events check their access again: the removed member's end.
         events.publish_group(events.collection_group(collection.pk), {"kind": ACCESS_CHANGED})
     return collection

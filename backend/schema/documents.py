@@ -61,14 +61,12 @@ def _public(user) -> PublicUser:
     return PublicUser(id=strawberry.ID(str(user.pk)), username=user.username, display_name=user.display_name)
 
 
-@strawberry_django.type(CollectionShare, name="CollectionShare")
+@strawberry_django.type(CollectionShare, name="CollectionShare",
+                        description="A share with an email address; whether an account holds it is not told.")
 class CollectionShareType:
+    email: str
     role: ShareRole
     created_at: datetime
-
-    @strawberry_django.field(only=["user__username", "user__display_name"], select_related=["user"])
-    def user(self, root: CollectionShare) -> PublicUser:
-        return _public(root.user)
 
 
 @strawberry_django.type(Chunk, name="Chunk")
@@ -336,9 +334,11 @@ class Mutation:
                                           role=role.value)
         return share.collection
 
-    @strawberry_django.mutation(description="Owner: remove someone's access. Member: leave the collection.")
-    def unshare_collection(self, info: Info, id: relay.GlobalID, user_id: strawberry.ID) -> CollectionType:
-        return services.unshare_collection(info.context.get_user(), decode_id(id, "Collection"), user_id=user_id)
+    @strawberry_django.mutation(description="Owner: remove a share by its email. Member: leave (userId: your id).")
+    def unshare_collection(self, info: Info, id: relay.GlobalID, email: str | None = None,
+                           user_id: strawberry.ID | None = None) -> CollectionType:
+        return services.unshare_collection(info.context.get_user(), decode_id(id, "Collection"), email=email,
+                                           user_id=user_id)
 
     @strawberry_django.mutation
     def rebuild_index(self, info: Info, collection_id: relay.GlobalID) -> VectorStoreStats:

@@ -384,6 +384,9 @@ def verify_email(*, uid: str, token: str) -> User:
         user.email, user.pending_email = user.pending_email, ""
     user.email_verified_at = timezone.now()
     user.save(update_fields=["email", "pending_email", "email_verified_at"])
+    from backend.documents.services import link_shares
+
+    link_shares(user)  # collections shared with this address now reach the account
     events.publish(user.pk, {"kind": "EMAIL_VERIFIED"})
     return user
 
