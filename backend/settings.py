@@ -191,9 +191,9 @@ PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 60 * 60 * 3)
 EMAIL_VERIFICATION_TIMEOUT = env_int("EMAIL_VERIFICATION_TIMEOUT", 60 * 60 * 24 * 3)
 GUEST_TTL_HOURS = env_int("GUEST_TTL_HOURS", 24 * 7)
 LOGIN_RATE_LIMIT_PER_ACCOUNT = env_int("LOGIN_RATE_LIMIT_PER_ACCOUNT", 5)
-# Failed sign-ins from one address across accounts (credential stuffing): high enough that an
-# office behind one proxy is not locked out by a few users' typos (30 was).
-LOGIN_RATE_LIMIT_PER_ADDRESS = env_int("LOGIN_RATE_LIMIT_PER_ADDRESS", 200)
+# Failed sign-ins from one address across accounts (credential stuffing): past it, only accounts
+# that signed in from that address before may try (an office behind one proxy keeps working).
+LOGIN_RATE_LIMIT_PER_ADDRESS = env_int("LOGIN_RATE_LIMIT_PER_ADDRESS", 30)
 LOGIN_RATE_LIMIT_WINDOW = env_int("LOGIN_RATE_LIMIT_WINDOW", 15 * 60)
 # Login protection (django-axes, for the API's login and the Django admin alike): failures are
 # counted per account AND client address, so nobody can lock an owner out of their own account

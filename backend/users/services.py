@@ -139,7 +139,10 @@ def authenticate(request, *, email: str, password: str) -> User:
 
     email = (email or "").strip().lower()
     address = request.META.get("REMOTE_ADDR") or "unknown"
-    if ratelimit.hits("login-addr", address) >= settings.LOGIN_RATE_LIMIT_PER_ADDRESS:
+    # Past the address's limit, only accounts already signed in from this address may try: a
+    # credential-stuffing run is stopped, the people behind the same proxy are not locked out.
+    if (ratelimit.hits("login-addr", address) >= settings.LOGIN_RATE_LIMIT_PER_ADDRESS
+            and not ratelimit.hits("login-known", f"{email}|{address}")):
         raise RateLimited()
     user = auth.authenticate(request, username=email, password=password)
     if getattr(request, "axes_locked_out", False):
@@ -148,7 +151,11 @@ def authenticate(request, *, email: str, password: str) -> User:
     if user is None or not usable(user):
         ratelimit.hit("login-addr", address, settings.LOGIN_RATE_LIMIT_WINDOW)
         raise ValidationError(ValidationError("Invalid email or password.", code="INVALID_CREDENTIALS"))
+    ratelimit.hit("login-known", f"{email}|{address}", KNOWN_ADDRESS_SECONDS)
     return user
+
+
+KNOWN_ADDRESS_SECONDS = 90 * 24 * 3600  # how long a successful sign-in makes an address known
 
 
 def touch_last_active(user: User) -> None:
