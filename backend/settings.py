@@ -369,6 +369,10 @@ THROTTLES = {
     "turn": env("THROTTLE_TURN", "30/m"),  # chatStream starts per account
 }
 
+# Prometheus metrics at /metrics: open outside production; in production only with
+# "Authorization: Bearer <METRICS_TOKEN>" (404 when unset).
+METRICS_TOKEN = env("METRICS_TOKEN")
+
 # --- GraphQL ----------------------------------------------------------------------------------
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 12)
 GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 30)

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from backend.core.health import healthz, livez
+from backend.core.metrics import metrics_view
 from backend.core.media import avatar
 from backend.documents.views import download
 from backend.schema import schema
@@ -14,6 +15,7 @@ urlpatterns = [
     path("healthz", healthz),
     path("readyz", healthz),
     path("livez", livez),
+    path("metrics", metrics_view),
     path("admin/", admin.site.urls),
     # Avatars are public images under unguessable names; documents have their own checked view.
     path("media/avatars/<str:name>", avatar),

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from backend.core import metrics
 from backend.core.errors import field_error as _field
 from backend.core.throttle import throttle
 from backend.rag import catalog, pipeline
@@ -238,6 +239,7 @@ def finish_turn(turn: Turn, content: str, status: str, *, first_token_ms=None, e
         score, unsupported = pipeline.groundedness(content, turn.passages)
         answer.groundedness, answer.unsupported_sentences = round(score, 4), unsupported
     answer.save()
+    metrics.TURNS.labels(status, answer.error_code or "").inc()
     Chat.objects.filter(pk=turn.chat.pk).update(updated_at=timezone.now())
     return answer
 
@@ -295,6 +297,8 @@ async def stream_turn(turn: Turn, *, interrupted=lambda: False):
     first_token_ms = None
     partials = _partials()
     status = Message.Status.CANCELLED
+    metrics.STREAMS.inc()
+    tokens = metrics.TOKENS.labels(turn.generator or "none")
     try:
         if turn.fixed_answer is not None:  # nothing passed the threshold: no provider call
             stream = _words(turn.fixed_answer)
@@ -306,7 +310,9 @@ async def stream_turn(turn: Turn, *, interrupted=lambda: False):
                     break
                 if first_token_ms is None:
                     first_token_ms = int((time.monotonic() - turn.started) * 1000)
+                    metrics.FIRST_TOKEN.labels(turn.generator or "none").observe(first_token_ms / 1000)
                 parts.append(delta)
+                tokens.inc()
                 yield Token(delta)
                 partials.put(turn.answer.pk, parts)
             else:
@@ -333,6 +339,7 @@ async def stream_turn(turn: Turn, *, interrupted=lambda: False):
         status = None
         yield Done(answer)
     finally:
+        metrics.STREAMS.dec()
         _cancel_events.pop(turn.answer.pk, None)
         partials.discard(turn.answer.pk)
         if status is not None:  # left early: the client completed the subscription or went away

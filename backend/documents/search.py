@@ -1,11 +1,13 @@
 """Search over the collections a user may read: the adapter between the documents app and
 ``backend.rag.retrieval`` (visibility becomes a ``Filter``; hits are loaded as chunks)."""
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
 
+from backend.core import metrics
 from backend.core.errors import NotFound
 from backend.core.scoping import require_user
 from backend.core.throttle import throttle
@@ -69,6 +71,7 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
             raise NotFound("No such collection.")
     if not collections:
         return []
+    started = time.perf_counter()
     where = where_for(collections, filters)
     query_vector = get_embedder().embed_query(query)
     # Fused rankings and a score threshold cut the list after ranking: ask for more than k.
@@ -88,6 +91,7 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
         hits.append(Hit(chunk, score))
         if len(hits) == k:
             break
+    metrics.SEARCH.labels(strategy).observe(time.perf_counter() - started)
     return hits
 
 

@@ -13,7 +13,7 @@ from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from . import chats, documents, quotas, recipes, users
-from .checks import OperationChecks, SocketCredential
+from .checks import OperationChecks, OperationMetrics, SocketCredential
 from .errors import ErrorCodes, classify
 from .inputs import UPLOAD
 from .validation import AliasLimit, DepthLimit, ValidateOnce
@@ -49,6 +49,7 @@ def build_schema() -> Schema:
         ValidateOnce,
         OperationChecks,  # after ValidateOnce: its refusal must not be taken for a validated document
         DjangoOptimizerExtension,
+        OperationMetrics,  # before ErrorCodes: its exit runs after theirs, so it counts the codes clients see
         ErrorCodes,
     ]
     if not settings.GRAPHQL_INTROSPECTION:

@@ -43,3 +43,22 @@ class SocketCredential(SchemaExtension):
             if not await database_sync_to_async(credential_valid)(credential):
                 context.user, context.credential = None, None
         yield
+
+
+class OperationMetrics(SchemaExtension):
+    """Counts every operation by name, type and outcome (ok, or its first error's code)."""
+
+    def on_operation(self):
+        yield
+        from backend.core.metrics import GRAPHQL_OPERATIONS
+
+        context = self.execution_context
+        result = context.result
+        errors = (getattr(result, "errors", None) or context.pre_execution_errors or []) if result is not None \
+            else (context.pre_execution_errors or [])
+        outcome = ((errors[0].extensions or {}).get("code") or "ERROR") if errors else "ok"
+        try:
+            kind = context.operation_type.value
+        except Exception:  # noqa: BLE001 - a document that did not parse has no type
+            kind = "unknown"
+        GRAPHQL_OPERATIONS.labels(context.operation_name or "anonymous", kind, outcome).inc()

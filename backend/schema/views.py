@@ -14,7 +14,7 @@ from strawberry.django.views import AsyncGraphQLView
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET
 
-from backend.core import events, unavailable
+from backend.core import events, metrics, unavailable
 from backend.core.auth import bearer_secret
 
 from .context import Context
@@ -34,6 +34,7 @@ class GraphQLView(AsyncGraphQLView):
         if _unavailable(response):
             response.status_code = 503
             response["Retry-After"] = str(unavailable.RETRY_AFTER_SECONDS)
+        metrics.HTTP_RESPONSES.labels(f"{response.status_code // 100}xx").inc()
         # For a frontend on another origin, which cannot read this host's csrftoken cookie.
         response["X-CSRFToken"] = get_token(request)
         return response
@@ -131,11 +132,16 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
 
     async def connect(self) -> None:
         events.bind_server_loop(asyncio.get_running_loop())
+        metrics.WEBSOCKETS.inc()
+        self.counted = True
         await super().connect()
 
     async def disconnect(self, code) -> None:
         # Tells a running stream that its client went away (INTERRUPTED), not that it asked to stop.
         self.disconnected = True
+        if getattr(self, "counted", False):
+            metrics.WEBSOCKETS.dec()
+            self.counted = False
         if getattr(self, "expiry", None) is not None:
             self.expiry.cancel()
         if getattr(self, "auth_group", None):
