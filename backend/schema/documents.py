@@ -130,11 +130,11 @@ class CollectionType(ScopedNode):
     def my_role(self, root: Collection, info: Info) -> CollectionRole:
         return Role(root.role_of(info.context.get_user()))
 
-    @strawberry_django.field(prefetch_related=["shares__user"], description="Who it is shared with (owner only).")
+    @strawberry_django.field(prefetch_related=["shares"], description="Who it is shared with, oldest first (owner only).")
     def shares(self, root: Collection, info: Info) -> list[CollectionShareType]:
         if root.owner_id != info.context.get_user().pk:
             return []
-        return list(root.shares.all())
+        return sorted(root.shares.all(), key=lambda share: (share.created_at, share.pk))
 
 
 @strawberry.type
