@@ -12,6 +12,7 @@ interrupted import can simply be sent again (the interrupted chat stays hidden; 
 import time
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from backend.core.errors import field_error as _field
@@ -86,8 +87,8 @@ def clean_chat(item, path: str) -> dict:
         raise _fail(f"{path}.settings", "must be an object.")
     try:
         settings = clean_settings(model, settings)
-    except Exception as exc:  # noqa: BLE001 - a ValidationError naming the setting
-        raise _fail(f"{path}.settings", "; ".join(getattr(exc, "messages", [str(exc)])))
+    except ValidationError as exc:
+        raise _fail(f"{path}.settings", "; ".join(exc.messages))
     return {"uid": _uid(item.get("uid"), f"{path}.uid"), "title": _text(item.get("title"), f"{path}.title", 200),
             "model": model, "settings": settings, "pinned": _flag(item.get("pinned"), f"{path}.pinned"),
             "archived": _flag(item.get("archived"), f"{path}.archived"),

@@ -9,7 +9,7 @@ from .models import Chat
 RAG_DEFAULTS = {**retrieval.DEFAULTS, "collection_ids": [], "filters": {}}
 
 
-def _model(model_id: str, field_name: str = "model") -> catalog.ModelInfo:
+def known_model(model_id: str, field_name: str = "model") -> catalog.ModelInfo:
     if model_id not in catalog.BY_ID:
         raise _field(field_name, f"Unknown model; use one of {', '.join(catalog.BY_ID)}.", "UNKNOWN_MODEL")
     return catalog.BY_ID[model_id]
@@ -17,7 +17,7 @@ def _model(model_id: str, field_name: str = "model") -> catalog.ModelInfo:
 
 def clean_settings(model_id: str, raw: dict | None) -> dict:
     """Validated chat settings; unknown keys and bad values are field errors."""
-    info = _model(model_id)
+    info = known_model(model_id)
     raw = dict(raw or {})
     clean = {}
     allowed = {"temperature", "top_p", "max_tokens", "system_prompt", "rag"}

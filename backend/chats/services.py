@@ -18,7 +18,7 @@ from backend.rag import catalog
 from .models import AiPreset, Chat, Message
 from .imports import import_chats
 from .keys import default_model, require_chat_model
-from .params import _model, clean_settings
+from .params import known_model, clean_settings
 
 # --- chats ----------------------------------------------------------------------------------
 
@@ -52,7 +52,7 @@ def create_chat(user, *, title: str = "", model: str | None = None, settings_: d
         base = {"temperature": preset.temperature, "top_p": preset.top_p, "max_tokens": preset.max_tokens,
                 "system_prompt": preset.system_prompt}
     model = model or default_model(user, effective(user.preferences)["default_model"])
-    _model(model)
+    known_model(model)
     clean = clean_settings(model, {**base, **(settings_ or {})})
     if len(title or "") > 200:
         raise _field("title", "At most 200 characters.", "TOO_LONG")
@@ -67,7 +67,7 @@ def update_chat(user, pk, *, title=None, model=None, settings_=None, pinned=None
             raise _field("title", "At most 200 characters.", "TOO_LONG")
         chat.title = title.strip()
     if model is not None:
-        _model(model)
+        known_model(model)
         chat.model = model
     if settings_ is not None:
         chat.settings = clean_settings(chat.model, {**chat.settings, **settings_})

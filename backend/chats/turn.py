@@ -27,7 +27,7 @@ from backend.rag.providers import PROVIDER_ERROR, ChatMessage, Params, ProviderE
 
 from .keys import credentials, rag_generator, require, require_model
 from .models import Chat, Message
-from .params import _model, clean_settings, effective_params
+from .params import known_model, clean_settings, effective_params
 from .services import get_chat, get_message
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def start_turn(user, chat_id, content: str, *, model: str | None = None, paramet
     if len(content) > 32000:
         raise _field("content", "At most 32000 characters.", "TOO_LONG")
     if model is not None and model != chat.model:
-        _model(model)
+        known_model(model)
         chat.model = model
     overrides = clean_settings(chat.model, parameters or {})
     params = effective_params(user, chat, overrides)

@@ -14,8 +14,10 @@ from django_ratelimit.core import get_usage
 from .errors import RateLimited
 
 
-def _usage(name: str, ident: str, increment: bool):
-    rate = settings.THROTTLES.get(name) if settings.THROTTLES_ENABLED else None
+def _usage(name: str, ident: str, increment: bool, rate: str | None = None):
+    """``rate`` given: a counter of its own (login protection), whatever THROTTLES_ENABLED says."""
+    if rate is None:
+        rate = settings.THROTTLES.get(name) if settings.THROTTLES_ENABLED else None
     if not rate:
         return None
     digest = hashlib.sha256(f"{name}:{ident}".encode()).hexdigest()[:32]
@@ -35,3 +37,14 @@ def throttle(name: str, ident: str, message: str = "Too many requests. Please wa
     if usage is not None and usage["should_limit"]:
         wait = max(1, usage["time_left"])
         raise RateLimited(f"{message} Try again in {wait} s.", retry_after=wait)
+
+
+def count(name: str, ident: str, rate: str) -> int:
+    """How many uses of ``name`` by ``ident`` the current window of ``rate`` holds."""
+    usage = _usage(name, ident, increment=False, rate=rate)
+    return usage["count"] if usage else 0
+
+
+def record(name: str, ident: str, rate: str) -> None:
+    """Count one use of ``name`` by ``ident`` in the window of ``rate``."""
+    _usage(name, ident, increment=True, rate=rate)

@@ -53,9 +53,7 @@ class OperationMetrics(SchemaExtension):
         from backend.core.metrics import GRAPHQL_OPERATIONS
 
         context = self.execution_context
-        result = context.result
-        errors = (getattr(result, "errors", None) or context.pre_execution_errors or []) if result is not None \
-            else (context.pre_execution_errors or [])
+        errors = getattr(context.result, "errors", None) or context.pre_execution_errors or []
         outcome = ((errors[0].extensions or {}).get("code") or "ERROR") if errors else "ok"
         try:
             kind = context.operation_type.value

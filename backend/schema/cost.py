@@ -104,22 +104,27 @@ def _cursor_ok(value) -> bool:
         return False
 
 
-def paging_error(document, variables: dict | None) -> str | None:
-    """The first bad paging argument (first/last out of 0..100, a cursor that is not ours), if any."""
+def fields_with_arguments(document, variables) -> Iterator[tuple[FieldNode, dict]]:
+    """Every field of the document's operations and fragments, with its argument values."""
+    variables = variables if isinstance(variables, dict) else {}
     fragments = {d.name.value: d for d in document.definitions if d.kind == "fragment_definition"}
-    stack = [d.selection_set for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    stack += [f.selection_set for f in fragments.values()]
+    stack = [d.selection_set for d in document.definitions if getattr(d, "selection_set", None)]
     while stack:
         for node in fields_of(stack.pop(), fragments):
-            args = arguments(node, variables or {})
-            for name in ("first", "last"):
-                value = args.get(name)
-                if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_PAGE:
-                    return f"'{name}' must be between 0 and {MAX_PAGE}."
-            for name in ("after", "before"):
-                value = args.get(name)
-                if isinstance(value, str) and not _cursor_ok(value):
-                    return f"'{name}' is not a cursor from this list."
+            yield node, arguments(node, variables)
             if node.selection_set:
                 stack.append(node.selection_set)
+
+
+def paging_error(document, variables: dict | None) -> str | None:
+    """The first bad paging argument (first/last out of 0..100, a cursor that is not ours), if any."""
+    for _, args in fields_with_arguments(document, variables):
+        for name in ("first", "last"):
+            value = args.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_PAGE:
+                return f"'{name}' must be between 0 and {MAX_PAGE}."
+        for name in ("after", "before"):
+            value = args.get(name)
+            if isinstance(value, str) and not _cursor_ok(value):
+                return f"'{name}' is not a cursor from this list."
     return None

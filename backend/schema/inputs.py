@@ -7,7 +7,7 @@ import strawberry
 from graphql import visit
 from graphql.language import StringValueNode, Visitor
 
-from .cost import arguments, fields_of
+from .cost import fields_with_arguments
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 PATTERN_ARGUMENTS = ("titleContains", "search", "text")  # filters that become LIKE patterns
@@ -44,16 +44,10 @@ def text_error(document, variables) -> str | None:
     for text in (*literals.found, *_strings(variables)):
         if UNSTORABLE.search(text):
             return "Text must be valid Unicode without NUL characters."
-    fragments = {d.name.value: d for d in document.definitions if d.kind == "fragment_definition"}
-    stack = [d.selection_set for d in document.definitions if getattr(d, "selection_set", None)]
-    while stack:
-        for node in fields_of(stack.pop(), fragments):
-            args = arguments(node, variables if isinstance(variables, dict) else {})
-            for name in PATTERN_ARGUMENTS:
-                if isinstance(args.get(name), str) and len(args[name]) > MAX_PATTERN:
-                    return f"'{name}' is longer than {MAX_PATTERN} characters."
-            if node.selection_set:
-                stack.append(node.selection_set)
+    for _, args in fields_with_arguments(document, variables):
+        for name in PATTERN_ARGUMENTS:
+            if isinstance(args.get(name), str) and len(args[name]) > MAX_PATTERN:
+                return f"'{name}' is longer than {MAX_PATTERN} characters."
     return None
 
 

@@ -27,10 +27,10 @@ from django.utils.crypto import constant_time_compare
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
-from backend.core import events, ratelimit, userdata
+from backend.core import events, userdata
+from backend.core import throttle as throttles
 from backend.core.errors import NotFound, RateLimited
 from backend.core.scoping import require_user
-from backend.core.throttle import allow, throttle
 
 from . import preferences as prefs
 from .models import ApiToken, User
@@ -111,7 +111,7 @@ def _check_password(password: str, user: User, field: str = "password") -> None:
 @transaction.atomic
 def register(*, email: str, password: str, username: str | None = None, display_name: str = "",
              client_address: str = "unknown") -> User:
-    throttle("register", client_address, "Too many accounts created from your address.")
+    throttles.throttle("register", client_address, "Too many accounts created from your address.")
     email = _normalize_email(email)
     username = _check_username(username or email.split("@")[0])
     _check_email_free(email)
@@ -141,21 +141,22 @@ def authenticate(request, *, email: str, password: str) -> User:
     address = request.META.get("REMOTE_ADDR") or "unknown"
     # Past the address's limit, only accounts already signed in from this address may try: a
     # credential-stuffing run is stopped, the people behind the same proxy are not locked out.
-    if (ratelimit.hits("login-addr", address) >= settings.LOGIN_RATE_LIMIT_PER_ADDRESS
-            and not ratelimit.hits("login-known", f"{email}|{address}")):
+    failures = f"{settings.LOGIN_RATE_LIMIT_PER_ADDRESS}/{settings.LOGIN_RATE_LIMIT_WINDOW}s"
+    if (throttles.count("login-address", address, failures) >= settings.LOGIN_RATE_LIMIT_PER_ADDRESS
+            and not throttles.count("login-known", f"{email}|{address}", KNOWN_ADDRESS)):
         raise RateLimited()
     user = auth.authenticate(request, username=email, password=password)
     if getattr(request, "axes_locked_out", False):
         request.axes_locked_out = False  # the API answers RATE_LIMITED itself, not axes' HTML page
         raise RateLimited()
     if user is None or not usable(user):
-        ratelimit.hit("login-addr", address, settings.LOGIN_RATE_LIMIT_WINDOW)
+        throttles.record("login-address", address, failures)
         raise ValidationError(ValidationError("Invalid email or password.", code="INVALID_CREDENTIALS"))
-    ratelimit.hit("login-known", f"{email}|{address}", KNOWN_ADDRESS_SECONDS)
+    throttles.record("login-known", f"{email}|{address}", KNOWN_ADDRESS)
     return user
 
 
-KNOWN_ADDRESS_SECONDS = 90 * 24 * 3600  # how long a successful sign-in makes an address known
+KNOWN_ADDRESS = "1/90d"  # a successful sign-in makes its address known for (the rest of) 90 days
 
 
 def touch_last_active(user: User) -> None:
@@ -309,9 +310,9 @@ def request_password_reset(email: str, client_address: str = "unknown") -> None:
 
     Throttled per client address (``RateLimited``) and per email address: past its rate, no more
     mail goes to that address, silently, whether or not it has an account."""
-    throttle("reset-mail-address", client_address, "Too many password reset requests from your address.")
+    throttles.throttle("reset-mail-address", client_address, "Too many password reset requests from your address.")
     email = (email or "").strip().lower()
-    if not allow("reset-mail-email", email):
+    if not throttles.allow("reset-mail-email", email):
         return
     user = User.objects.filter(email__iexact=email, is_active=True, is_guest=False).first()
     if user is None:
@@ -375,8 +376,8 @@ def request_email_verification(user: User, client_address: str = "unknown") -> N
         raise ValidationError(ValidationError("Your email address is already verified.", code="ALREADY_VERIFIED"))
     if user.is_guest:
         raise ValidationError(ValidationError("Claim your guest account first.", code="GUEST_ACCOUNT"))
-    throttle("verify-mail-address", client_address, "Too many verification emails from your address.")
-    throttle("verify-mail", f"user:{user.pk}", "Too many verification emails.")
+    throttles.throttle("verify-mail-address", client_address, "Too many verification emails from your address.")
+    throttles.throttle("verify-mail", f"user:{user.pk}", "Too many verification emails.")
     _send_verification_email(user)
 
 
@@ -513,7 +514,7 @@ def revoke_api_token(user: User, token_id) -> ApiToken:
 
 @transaction.atomic
 def start_guest_session(client_address: str = "unknown") -> User:
-    throttle("guest", client_address, "Too many guest sessions started from your address.")
+    throttles.throttle("guest", client_address, "Too many guest sessions started from your address.")
     ident = uuid.uuid4().hex[:12]
     user = User(
         email=f"guest-{ident}@guest.invalid",
