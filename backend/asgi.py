@@ -44,3 +44,8 @@ if settings.INGEST_RESUME_ON_START and not settings.CELERY_BROKER_URL:
 from backend.documents.recovery import start_sweeper  # noqa: E402
 
 start_sweeper()
+
+# Answers left STREAMING by a stopped process become INTERRUPTED (backend/chats/recovery.py).
+from backend.chats import recovery as answer_recovery  # noqa: E402
+
+answer_recovery.start()

@@ -335,6 +335,13 @@ RAG_GENERATOR = env("RAG_GENERATOR", "auto")
 RAG_NO_ANSWER_TEXT = env("RAG_NO_ANSWER_TEXT", "I could not find anything about this in your documents.")
 # Seconds to wait for a provider to connect and for each part of its answer (PROVIDER_TIMEOUT).
 PROVIDER_TIMEOUT = env_float("PROVIDER_TIMEOUT", 60.0)
+# An answer being written is saved every half second and touched every 10 s while its process
+# lives; one STREAMING with no sign of life for STREAM_STALE_AFTER s lost its process and becomes
+# INTERRUPTED with its text so far (web processes look every STREAM_SWEEP_INTERVAL s, 0: off;
+# a process that is the only one, without REDIS_URL, finishes them all as it starts).
+STREAM_STALE_AFTER = env_int("STREAM_STALE_AFTER", 60)
+STREAM_RECOVER_ON_START = env_bool("STREAM_RECOVER_ON_START", DJANGO_ENV != "test")
+STREAM_SWEEP_INTERVAL = float(env("STREAM_SWEEP_INTERVAL", "0" if DJANGO_ENV == "test" else "30"))
 
 # --- Quotas (per user; per-user overrides in the admin) and throttles ------------------------
 # Token quotas count the tokens of answers written with the server's keys, per model and UTC day;

@@ -110,21 +110,48 @@ def test_presets_and_a_chat_started_from_one(alice, bob, settings):
     assert alice("{ aiPresets { totalCount } }")["data"]["aiPresets"]["totalCount"] == 0
 
 
-def test_regenerate_replaces_the_answer(alice):
+def test_regenerate_makes_a_new_version_in_place_and_keeps_the_old_one(alice):
+    import time
+
     from .test_documents import PHOTOSYNTHESIS_MD, upload, wait
 
     upload(alice, "plants.md", PHOTOSYNTHESIS_MD)
     wait()
-    chat = _chat_with_messages(alice.user, "t", ["How do plants make sugar?", "No idea."], model="rag-faiss")
-    old = chat.messages.get(role="assistant")
+    chat = _chat_with_messages(alice.user, "t", ["How do plants make sugar?", "No idea.", "And then?", "Later."],
+                               model="rag-faiss")
+    old = chat.messages.filter(role="assistant").first()
+    Message.objects.filter(pk=old.pk).update(rating=-1)
     from strawberry import relay
 
     gid = str(relay.GlobalID("Message", str(old.pk)))
-    result = alice(f'mutation {{ regenerateMessage(id: "{gid}") {{ ... on Message {{ content status sources {{ title }} }} }} }}')
+    result = alice(f'mutation {{ regenerateMessage(id: "{gid}") {{ ... on Message {{ id status current }} }} }}')
     new = result["data"]["regenerateMessage"]
-    assert new["status"] == "COMPLETE" and "chlorophyll" in new["content"] and new["sources"][0]["title"] == "plants"
-    assert list(chat.messages.values_list("role", flat=True)) == ["user", "assistant"]
-    assert not Message.objects.filter(pk=old.pk).exists()
+    assert new["status"] == "STREAMING" and new["current"] is True  # followed with answerStream
+    new_pk = relay.GlobalID.from_id(new["id"]).node_id
+    for _ in range(200):
+        answer = Message.objects.get(pk=new_pk)
+        if answer.status != "STREAMING":
+            break
+        time.sleep(0.05)
+    assert answer.status == "COMPLETE" and "chlorophyll" in answer.content and answer.sources[0]["title"] == "plants"
+    listed = alice('query($id: ID!) { chat: node(id: $id) { ... on Chat { messages { edges { node { content '
+                   'versions { content rating current } } } } } } }',
+                   {"id": str(relay.GlobalID("Chat", str(chat.pk)))})
+    rows = [edge["node"] for edge in listed["data"]["chat"]["messages"]["edges"]]
+    # In place: the new answer between its question and the next question, the old one a version.
+    assert [r["content"][:10] for r in rows] == ["How do pla", answer.content[:10], "And then?", "Later."]
+    assert [(v["content"], v["rating"], v["current"]) for v in rows[1]["versions"]] == [
+        ("No idea.", -1, False), (answer.content, None, True)]
+    # Picking the old version shows it again.
+    alice(f'mutation {{ selectMessageVersion(id: "{gid}") {{ ... on Message {{ current }} }} }}')
+    assert list(Message.in_order(chat.messages.all()).values_list("content", flat=True)) == [
+        "How do plants make sugar?", "No idea.", "And then?", "Later."]
+    streaming = alice(f'mutation {{ regenerateMessage(id: "{gid}") {{ ... on Message {{ id }} }} }}')
+    second = relay.GlobalID.from_id(streaming["data"]["regenerateMessage"]["id"]).node_id
+    refused = alice(f'mutation {{ regenerateMessage(id: "{streaming["data"]["regenerateMessage"]["id"]}") '
+                    f'{{ ... on OperationInfo {{ messages {{ code }} }} }} }}')
+    if Message.objects.get(pk=second).status == "STREAMING":  # still being written: stop it first
+        assert refused["data"]["regenerateMessage"]["messages"][0]["code"] == "STILL_STREAMING"
 
 
 def test_old_chats_are_purged_by_each_users_retention(alice, bob):

@@ -231,20 +231,18 @@ async def test_rag_says_so_without_calling_a_provider_when_nothing_passes(alice_
     await ws.close()
 
 
-async def test_dropping_the_connection_leaves_the_answer_interrupted(alice_user, openai):
-    chat, ws, _ = await long_answer(alice_user, openai, 200)
-    for _ in range(30):
+async def test_dropping_the_connection_does_not_stop_the_answer(alice_user, openai):
+    chat, ws, _ = await long_answer(alice_user, openai, 60)
+    for _ in range(10):
         await ws.receive()
-    await asyncio.sleep(0.6)  # past one save of the growing answer
     await ws.close()
-    for _ in range(100):
+    for _ in range(200):
         answer = await sync_to_async(Message.objects.filter(chat=chat, role="assistant").first)()
         if answer.status != "STREAMING":
             break
         await asyncio.sleep(0.05)
-    assert answer.status == "INTERRUPTED"
-    assert answer.content.startswith("word0 word1") and len(answer.content.split()) < 200
-    assert openai.disconnected.wait(5), "the provider call was not stopped"
+    assert answer.status == "COMPLETE"
+    assert answer.content == "".join(f"word{i} " for i in range(60))
 
 
 async def test_completing_the_subscription_cancels_and_keeps_the_partial_answer(alice_user, openai):
@@ -324,11 +322,12 @@ async def test_provider_keys_are_encrypted_at_rest_and_never_logged(alice_user, 
 async def test_growing_answers_of_concurrent_streams_are_written_together(alice_user, openai, monkeypatch):
     """A page reloaded mid-answer shows the answer so far; hundreds of streams cost one write
     every half second between them, not two queries each."""
-    from backend.chats import turn as chat_turn
+    from backend.chats import generation
 
     writes = []
-    real = chat_turn.save_partials
-    monkeypatch.setattr(chat_turn, "save_partials", lambda contents: writes.append(dict(contents)) or real(contents))
+    real = generation.save_partials
+    monkeypatch.setattr(generation, "save_partials",
+                        lambda contents, *rest: (contents and writes.append(dict(contents))) or real(contents, *rest))
     streams = [await long_answer(alice_user, openai, 60) for _ in range(4)]
     chats, sockets = [chat for chat, _, _ in streams], [ws for _, ws, _ in streams]
     await asyncio.sleep(0.8)

@@ -129,7 +129,10 @@ def test_a_rejected_key_is_named_never_echoed(alice_user, fake, settings):
     """OpenAI's 401 message quotes the key; the failure the user sees does not."""
     from asgiref.sync import async_to_sync
 
+    import asyncio
+
     from backend.chats import turn
+    from backend.chats.stream import stream_turn
 
     fake.mode = "auth"
     settings.OPENAI_BASE_URL = fake.url + "/v1"
@@ -137,7 +140,7 @@ def test_a_rejected_key_is_named_never_echoed(alice_user, fake, settings):
     started = turn.start_turn(alice_user, services.create_chat(alice_user, model="gpt-4").pk, "hi")
 
     async def run():
-        return [event async for event in turn.stream_turn(started)]
+        return [event async for event in stream_turn(started, asyncio.Event())]
 
     failed = async_to_sync(run)()[-1]
     assert failed.code == "PROVIDER_AUTH" and "sk-wrong" not in failed.message

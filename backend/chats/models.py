@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 
 from backend.core.scoping import ScopedQuerySet
 
@@ -62,6 +63,12 @@ class Message(models.Model):
     groundedness = models.FloatField(null=True, blank=True)
     unsupported_sentences = models.JSONField(default=list, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # The client's own id for a question (chatStream's clientMessageId): a retried send finds it.
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    # An answer's question; answers regenerated for one question are its versions, one of them
+    # current (the others ``superseded``). Older answers have none: their position is their own.
+    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies")
+    superseded = models.BooleanField(default=False)
     rating = models.SmallIntegerField(null=True, blank=True)  # 1 up, -1 down
     feedback_comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -71,10 +78,18 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["chat", "client_id"], name="one_client_id_per_chat",
+                                               condition=Q(client_id__isnull=False))]
 
     @classmethod
     def visible_q(cls, user):
         return Q(chat__owner=user, chat__importing=False)
+
+    @staticmethod
+    def in_order(queryset):
+        """A chat's current messages in conversation order: each question, then its current answer
+        (a regenerated answer keeps its question's place)."""
+        return queryset.filter(superseded=False).order_by(Coalesce("reply_to_id", "id"), "id")
 
 
 class AiPreset(models.Model):

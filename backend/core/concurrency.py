@@ -42,3 +42,13 @@ class ConcurrencyLimitMiddleware:
             return await self.get_response(request)
         finally:
             self.semaphore.release()
+
+
+def in_thread_pool(func):
+    """``func`` as a coroutine run on the event loop's thread pool, not on the one thread that
+    ``sync_to_async`` uses by default: hundreds of chat turns starting at once (database writes,
+    retrieval) then run side by side instead of one after another. Its database connection is
+    given back when it ends (to the pool, when pooling), as Channels does for consumers."""
+    from channels.db import database_sync_to_async
+
+    return database_sync_to_async(func, thread_sensitive=False)

@@ -45,6 +45,12 @@ def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     _server_loop = loop
 
 
+def server_loop() -> asyncio.AbstractEventLoop | None:
+    """The server's event loop, when one is bound and running."""
+    loop = _server_loop
+    return loop if loop is not None and loop.is_running() else None
+
+
 def send_group_now(group: str, event: dict) -> None:
     _group_send(group, {"type": "app.event", **event})
 

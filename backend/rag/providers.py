@@ -9,6 +9,7 @@ in, never logged. ``timeout`` bounds the wait for the provider: for the connecti
 read of the stream (no token within it is PROVIDER_TIMEOUT).
 """
 
+import asyncio
 import enum
 import json
 import re
@@ -260,4 +261,5 @@ class ExtractiveGenerator:
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
         text = self.answer(question, params.extra.get("passages", []), params.extra.get("no_answer", NO_ANSWER))
         for token in re.findall(r"\S+\s*", text):
+            await asyncio.sleep(0)  # a turn of the event loop per word: others run, listeners see each word
             yield token

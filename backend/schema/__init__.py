@@ -12,7 +12,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from . import chats, documents, quotas, recipes, users
+from . import chats, documents, quotas, recipes, streams, users
 from .checks import OperationChecks, OperationMetrics, SocketCredential
 from .errors import ErrorCodes, classify
 from .inputs import UPLOAD
@@ -28,7 +28,7 @@ class NodeQuery:
 
 Query = merge_types("Query", (NodeQuery, users.Query, documents.Query, chats.Query, recipes.Query, quotas.Query))
 Mutation = merge_types("Mutation", (users.Mutation, documents.Mutation, chats.Mutation, recipes.Mutation))
-Subscription = merge_types("Subscription", (users.Subscription, documents.Subscription, chats.Subscription))
+Subscription = merge_types("Subscription", (users.Subscription, documents.Subscription, streams.Subscription))
 
 
 class Schema(strawberry.Schema):

@@ -1,19 +1,17 @@
 """Chats, messages, models, presets, provider keys and the chatStream subscription."""
 
 import enum
-from typing import Annotated
-from collections.abc import AsyncGenerator
 from datetime import datetime
 
 import strawberry
 import strawberry_django
-from asgiref.sync import sync_to_async
 from django.db.models import Q
 from strawberry import relay
 from strawberry.scalars import JSON
 from strawberry_django.relay import DjangoListConnection
 
-from backend.chats import imports, keys, services, turn
+from backend.chats import generation, imports, keys, services, turn
+from backend.core.concurrency import in_thread_pool
 from backend.rag import catalog
 from backend.rag.providers import ProviderErrorCode
 from backend.chats.models import AiPreset, Chat, Message
@@ -111,9 +109,22 @@ class MessageType(ScopedNode):
     feedback_comment: str
     created_at: datetime
 
+    client_message_id: str | None = strawberry_django.field(
+        field_name="client_id", description="Questions: the id the client sent it with (chatStream).")
+
     @strawberry_django.field(only=["sources"])
     def sources(self, root: Message) -> list[Citation]:
         return [Citation.from_dict(s) for s in root.sources or []]
+
+    @strawberry_django.field(only=["superseded"], description="Answers: whether this is the version the chat shows.")
+    def current(self, root: Message) -> bool:
+        return not root.superseded
+
+    @strawberry_django.field(only=["role", "reply_to_id"],
+                             description="Answers: every answer to the same question, oldest first, this one "
+                                         "included; each keeps its own rating.")
+    def versions(self, root: Message) -> list["MessageType"]:
+        return turn.versions(root)
 
 
 @strawberry_django.type(Chat, name="Chat")
@@ -125,7 +136,11 @@ class ChatType(ScopedNode):
     archived: bool
     created_at: datetime
     updated_at: datetime
-    messages: DjangoListConnection[MessageType] = strawberry_django.connection()
+
+    @strawberry_django.connection(DjangoListConnection[MessageType],
+                                  description="The conversation: each question, then the current version of its answer.")
+    def messages(self, root: Chat) -> list[MessageType]:
+        return Message.in_order(root.messages.all())
 
 
 @strawberry_django.type(AiPreset, name="AiPreset")
@@ -206,42 +221,6 @@ class UsageStats:
     retrieval_found_nothing: int
     ratings_up: int
     ratings_down: int
-
-
-# --- stream events --------------------------------------------------------------------------
-
-@strawberry.type
-class StreamStarted:
-    user_message: MessageType
-    message_id: relay.GlobalID = strawberry.field(description="The answer being written; cancel it by this id.")
-
-
-@strawberry.type
-class TokenDelta:
-    delta: str
-
-
-@strawberry.type
-class StreamSources:
-    sources: list[Citation]
-
-
-@strawberry.type
-class StreamDone:
-    message: MessageType
-
-
-@strawberry.type
-class StreamFailed:
-    code: StreamErrorCode
-    error_message: str
-    answer: MessageType | None
-    retry_after: float | None = strawberry.field(
-        description="RATE_LIMITED: seconds to wait before trying again, when the provider says.")
-
-
-ChatStreamEvent = Annotated[StreamStarted | TokenDelta | StreamSources | StreamDone | StreamFailed,
-                            strawberry.union("ChatStreamEvent")]
 
 
 def _chat_pk(value):
@@ -333,13 +312,24 @@ class Mutation:
     def rate_message(self, info: Info, id: relay.GlobalID, rating: int | None, comment: str = "") -> MessageType:
         return services.rate_message(info.context.get_user(), _message_pk(id), rating=rating, comment=comment)
 
-    @strawberry_django.mutation(description="Stop an answer being written; it is kept, marked CANCELLED.")
-    def cancel_generation(self, info: Info, message_id: relay.GlobalID) -> MessageType:
-        return turn.request_cancel(info.context.get_user(), _message_pk(message_id))
+    @strawberry_django.mutation(description="Stop an answer being written, on whichever server it runs; returns it "
+                                            "in its final state (CANCELLED, with the text so far).")
+    async def cancel_generation(self, info: Info, message_id: relay.GlobalID) -> MessageType:
+        user, pk = info.context.get_user(), _message_pk(message_id)
+        await in_thread_pool(turn.request_cancel)(user, pk)
+        return await generation.settled(pk)
 
-    @strawberry_django.mutation(description="Answer the question again (not streamed); the old answer is replaced.")
+    @strawberry_django.mutation(description="Answer the question of this answer again: returns the new answer, "
+                                            "STREAMING, to follow with answerStream. It takes the old one's place; "
+                                            "the old one stays as an earlier version (versions, selectMessageVersion).")
     def regenerate_message(self, info: Info, id: relay.GlobalID) -> MessageType:
-        return turn.regenerate(info.context.get_user(), _message_pk(id))
+        started = turn.start_regeneration(info.context.get_user(), _message_pk(id))
+        generation.launch(started)
+        return started.answer
+
+    @strawberry_django.mutation(description="Show this version of an answer in its chat (see Message.versions).")
+    def select_message_version(self, info: Info, id: relay.GlobalID) -> MessageType:
+        return turn.select_version(info.context.get_user(), _message_pk(id))
 
     @strawberry_django.mutation
     def create_ai_preset(self, info: Info, name: str, model: str, temperature: float = 0.7, top_p: float | None = None,
@@ -370,26 +360,3 @@ class Mutation:
     def clear_provider_key(self, info: Info, provider: Provider) -> ProviderKeyStatus:
         keys.clear_provider_key(info.context.get_user(), provider=provider.value)
         return ProviderKeyStatus(provider=provider, is_set=False)
-
-
-@strawberry.type
-class Subscription:
-    @strawberry.subscription(description="Send a message and follow the answer: started, tokens, sources, done.")
-    async def chat_stream(self, info: Info, chat_id: relay.GlobalID, content: str, model: str | None = None,
-                          parameters: ChatParametersInput | None = None) -> AsyncGenerator[ChatStreamEvent, None]:
-        user = info.context.get_user()
-        started = await sync_to_async(turn.start_turn)(user, _chat_pk(chat_id), content, model=model,
-                                                       parameters=parameters_dict(parameters))
-        yield StreamStarted(user_message=started.user_message,
-                            message_id=relay.GlobalID("Message", str(started.answer.pk)))
-        ws = info.context.ws
-        async for event in turn.stream_turn(started, interrupted=lambda: getattr(ws, "disconnected", False)):
-            if isinstance(event, turn.Token):
-                yield TokenDelta(delta=event.delta)
-            elif isinstance(event, turn.Sources):
-                yield StreamSources(sources=[Citation.from_dict(s) for s in event.sources])
-            elif isinstance(event, turn.Done):
-                yield StreamDone(message=event.message)
-            elif isinstance(event, turn.Failed):
-                yield StreamFailed(code=StreamErrorCode(event.code), error_message=event.message,
-                                   answer=event.answer, retry_after=event.retry_after)

@@ -1,5 +1,6 @@
 """The request context every resolver gets, over HTTP and over websockets alike."""
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,9 @@ class Context:
     # A websocket's credential, checked again on every operation and on every change:
     # ("token", secret, user id) or ("session", session key, user id).
     credential: tuple | None = None
+    # Operation tasks whose subscription the client completed (graphql-transport-ws "complete"),
+    # as opposed to ended by a closed socket: a completed chatStream stops its answer.
+    completed: weakref.WeakSet = field(default_factory=weakref.WeakSet)
 
     @property
     def http_request(self) -> HttpRequest | None:

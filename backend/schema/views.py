@@ -6,12 +6,14 @@ import json
 from channels.db import database_sync_to_async
 from cross_web import HTTPException
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.utils.decorators import method_decorator
 from django.middleware.csrf import get_token
 from django.views.decorators.csrf import ensure_csrf_cookie
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.django.views import AsyncGraphQLView
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types.unset import UNSET
 
 from backend.core import events, metrics, unavailable
@@ -30,6 +32,8 @@ class GraphQLView(AsyncGraphQLView):
     """
 
     async def dispatch(self, request, *args, **kwargs):
+        if isinstance(request, ASGIRequest):  # served by daphne: the loop lives as long as the server
+            events.bind_server_loop(asyncio.get_running_loop())  # answers started here run on it
         response = await super().dispatch(request, *args, **kwargs)
         if _unavailable(response):
             response.status_code = 503
@@ -120,6 +124,18 @@ def _user_for_secret(secret):
     return user
 
 
+class TransportWSHandler(BaseGraphQLTransportWSHandler):
+    """graphql-transport-ws, telling a subscription the client completed from one whose socket
+    closed: graphql-ws's lazy close sends "complete" and closes at once, and the operation's
+    cleanup would otherwise find the socket already gone."""
+
+    async def handle_complete(self, message) -> None:
+        operation = self.operations.get(message["id"])
+        if operation is not None and operation.task is not None:
+            self.context.completed.add(operation.task)
+        await super().handle_complete(message)
+
+
 class GraphQLWebSocketConsumer(GraphQLWSConsumer):
     """graphql-transport-ws on ``/graphql/``.
 
@@ -128,7 +144,7 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
     A payload with a bad token closes the socket with 4403.
     """
 
-    disconnected = False
+    graphql_transport_ws_handler_class = TransportWSHandler
 
     async def connect(self) -> None:
         events.bind_server_loop(asyncio.get_running_loop())
@@ -137,8 +153,6 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         await super().connect()
 
     async def disconnect(self, code) -> None:
-        # Tells a running stream that its client went away (INTERRUPTED), not that it asked to stop.
-        self.disconnected = True
         if getattr(self, "counted", False):
             metrics.WEBSOCKETS.dec()
             self.counted = False
