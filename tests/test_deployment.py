@@ -43,6 +43,11 @@ class Deployment:
                         # One account makes a crowd's traffic here: its throttles are a crowd's too.
                         THROTTLE_SEARCH="100000/m", THROTTLE_UPLOAD="100000/m", THROTTLE_TURN="100000/m", INGEST_HEARTBEAT=1, INGEST_SWEEP_INTERVAL=1,
                         INGEST_STALE_AFTER=5, INGEST_PENDING_STALE_AFTER=20, INGEST_RESUME_ON_START=0)
+        # The model's provider: a local server speaking OpenAI's streaming protocol.
+        from tests.fake_providers import FakeProvider
+
+        self.provider = FakeProvider()
+        self.env.update(OPENAI_API_KEY="sk-deployment", OPENAI_BASE_URL=self.provider.url + "/v1")
         self.data = root / "data"
         services.migrate(services.app_env(self.data, **self.env))
         self.web = [services.daphne(self.data, root / f"web{i}.log", INDEX_DIR=root / f"index-web{i}", **self.env)
@@ -62,6 +67,7 @@ class Deployment:
             process.stop()
         self.redis.stop()
         self.pg.stop()
+        self.provider.close()
 
     def client(self, index: int) -> httpx.Client:
         return httpx.Client(base_url=self.web[index].http, timeout=60,
@@ -276,3 +282,96 @@ def test_a_token_revoked_on_one_process_closes_its_socket_on_the_other(deploymen
 
     code, seconds = asyncio.run(scenario())
     assert code == 4401 and seconds < 1.0, (code, seconds)
+
+
+async def _socket(url: str, token: str):
+    import websockets
+
+    ws = await websockets.connect(url, subprotocols=["graphql-transport-ws"], open_timeout=60)
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
+    assert json.loads(await asyncio.wait_for(ws.recv(), 60))["type"] == "connection_ack"
+    return ws
+
+
+async def _events(ws, op: str, count: int | None = None) -> list[dict]:
+    """The next ``count`` events of operation ``op`` (all of them, to its end, without)."""
+    events = []
+    while count is None or len(events) < count:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        assert message.get("id") == op, message
+        if message["type"] != "next":
+            assert message["type"] == "complete", message
+            break
+        assert "errors" not in message["payload"], message
+        events.append(next(iter(message["payload"]["data"].values())))
+    return events
+
+
+FOLLOW = """
+    __typename
+    ... on StreamStarted { messageId userMessage { id } }
+    ... on TokenDelta { delta length }
+    ... on StreamDone { message { status content } }
+"""
+
+
+def test_an_answer_resumed_cancelled_and_retried_across_processes(deployment):
+    """Written on web0, followed from web1 after a drop (Redis and the database), a retried send on
+    web1 attaches to it, cancelGeneration on web1 stops one that web0 writes."""
+    provider = deployment.provider
+    provider.tokens, provider.delay = [f"word{i} " for i in range(60)], 0.03
+    full = "".join(provider.tokens)
+    with deployment.client(0) as client:
+        chat = client.post("/graphql/", json={"query": 'mutation { createChat(model: "gpt-4") '
+                                                       '{ ... on Chat { id } } }'}).json()["data"]["createChat"]["id"]
+    urls = [f"ws://127.0.0.1:{web.port}/graphql/" for web in deployment.web]
+    send = ("subscription($chat: ID!, $content: String!, $id: String) { chatStream(chatId: $chat, content: $content, "
+            "clientMessageId: $id) {" + FOLLOW + "} }")
+    resume = "subscription($id: ID!, $offset: Int!) { answerStream(messageId: $id, offset: $offset) {" + FOLLOW + "} }"
+
+    async def scenario():
+        ws0 = await _socket(urls[0], deployment.token)
+        await ws0.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
+            "query": send, "variables": {"chat": chat, "content": "Write", "id": "q-1"}}}))
+        first = await _events(ws0, "1", 8)
+        await ws0.close()  # dropped: web0 goes on writing
+        have = "".join(e["delta"] for e in first[1:])
+        ws1, tab = await _socket(urls[1], deployment.token), await _socket(urls[1], deployment.token)
+        await ws1.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
+            "query": resume, "variables": {"id": first[0]["messageId"], "offset": first[-1]["length"]}}}))
+        await tab.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
+            "query": send, "variables": {"chat": chat, "content": "Write", "id": "q-1"}}}))
+        resumed, retried = await asyncio.gather(_events(ws1, "1"), _events(tab, "1"))
+        await ws1.close()
+        await tab.close()
+        return first, have, resumed, retried
+
+    first, have, resumed, retried = asyncio.run(scenario())
+    assert have + "".join(e["delta"] for e in resumed if e["__typename"] == "TokenDelta") == full
+    assert resumed[-1]["message"] == {"status": "COMPLETE", "content": full}
+    assert retried[0]["userMessage"]["id"] == first[0]["userMessage"]["id"]  # attached, not sent again
+    assert "".join(e["delta"] for e in retried if e["__typename"] == "TokenDelta") == full
+    assert len(provider.requests) == 1
+
+    provider.tokens, provider.delay = [f"word{i} " for i in range(400)], 0.03
+
+    async def cancel_elsewhere():
+        ws0 = await _socket(urls[0], deployment.token)
+        await ws0.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
+            "query": send, "variables": {"chat": chat, "content": "Write more", "id": "q-2"}}}))
+        started = (await _events(ws0, "1", 3))[0]
+        with httpx.Client(base_url=deployment.web[1].http, timeout=60,
+                          headers={"Authorization": f"Bearer {deployment.token}"}) as client:
+            begun = time.monotonic()
+            result = await asyncio.to_thread(client.post, "/graphql/", json={
+                "query": "mutation($id: ID!) { cancelGeneration(messageId: $id) { ... on Message { status content } } }",
+                "variables": {"id": started["messageId"]}})
+            took = time.monotonic() - begun
+        rest = await _events(ws0, "1")
+        await ws0.close()
+        return result.json()["data"]["cancelGeneration"], rest, took
+
+    cancelled, rest, took = asyncio.run(cancel_elsewhere())
+    assert cancelled["status"] == "CANCELLED" and len(cancelled["content"].split()) < 400, cancelled
+    assert rest[-1]["message"] == cancelled
+    assert took < 5, took

@@ -46,7 +46,7 @@ class StreamSources:
 @strawberry.type
 class StreamDone:
     message: MessageType
-    chat: ChatType | None
+    chat: ChatType
 
 
 @strawberry.type
@@ -54,9 +54,9 @@ class StreamFailed:
     code: StreamErrorCode
     error_message: str
     answer: MessageType | None
+    chat: ChatType
     retry_after: float | None = strawberry.field(
         description="RATE_LIMITED: seconds to wait before trying again, when the provider says.")
-    chat: ChatType | None = None
 
 
 ChatStreamEvent = Annotated[StreamStarted | TokenDelta | StreamSources | StreamDone | StreamFailed,
