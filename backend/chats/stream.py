@@ -9,7 +9,6 @@ text is saved by the job that drives it (``generation``); the final text here.
 
 import asyncio
 import logging
-import re
 import time
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from backend.core import metrics
 from backend.core.concurrency import in_thread_pool
 from backend.rag import pipeline
 from backend.rag.chunking import count_tokens
-from backend.rag.providers import PROVIDER_ERROR, ProviderError
+from backend.rag.providers import PROVIDER_ERROR, ProviderError, typed_out
 
 from .models import Chat, Message
 
@@ -95,7 +94,7 @@ async def stream_turn(turn, cancel: asyncio.Event):
     length = 0
     try:
         if turn.fixed_answer is not None:  # nothing passed the threshold: no provider call
-            stream = _words(turn.fixed_answer)
+            stream = typed_out(turn.fixed_answer)
         else:
             stream = turn.provider.astream(turn.messages, turn.params)
         try:
@@ -135,9 +134,3 @@ async def stream_turn(turn, cancel: asyncio.Event):
         if status is not None:  # the task was cancelled: cut off after a cancel, or the server stopping
             final = Message.Status.CANCELLED if cancel.is_set() else Message.Status.INTERRUPTED
             await asyncio.shield(_finish(turn, "".join(parts), final, first_token_ms=first_token_ms))
-
-
-async def _words(text: str):
-    for token in re.findall(r"\S+\s*", text):
-        await asyncio.sleep(0)  # a turn of the loop per word: its followers see them one by one
-        yield token

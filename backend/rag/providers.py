@@ -260,6 +260,16 @@ class ExtractiveGenerator:
     async def astream(self, messages: list[ChatMessage], params: Params) -> AsyncIterator[str]:
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
         text = self.answer(question, params.extra.get("passages", []), params.extra.get("no_answer", NO_ANSWER))
-        for token in re.findall(r"\S+\s*", text):
-            await asyncio.sleep(0)  # a turn of the event loop per word: others run, listeners see each word
+        async for token in typed_out(text):
             yield token
+
+
+WORD_PACE = 0.005  # seconds per word of a text written at once: typed out, faster than anyone reads
+
+
+async def typed_out(text: str) -> AsyncIterator[str]:
+    """``text`` word by word at WORD_PACE: its listeners see words, not one block, and the event
+    loop serves others meanwhile."""
+    for token in re.findall(r"\S+\s*", text):
+        await asyncio.sleep(WORD_PACE)
+        yield token

@@ -64,6 +64,8 @@ export interface BackendClient {
   ws: WsClient;
   /** The fetch the links use (cookies, CSRF, Origin and CORS, bearer token). */
   fetch: typeof fetch;
+  /** Breaks the open websocket as a lost network does (no closing handshake: code 1006). */
+  dropConnection(): boolean;
   close(): Promise<void>;
 }
 
@@ -150,11 +152,15 @@ export function createBackendClient(options: BackendClientOptions): BackendClien
       super(address, protocols, { headers });
     }
   }
+  let socket: WebSocket | undefined;
   const ws = createClient({
     url: wsUrl,
+    on: { connected: (opened) => (socket = opened as WebSocket), closed: () => (socket = undefined) },
     webSocketImpl: BrowserLikeWebSocket,
     lazy: true,
-    retryAttempts: 0,
+    // graphql-ws's default: a dropped socket is opened again and its subscriptions sent again.
+    // chatStream's clientMessageId makes that resend follow the same answer, not ask twice.
+    retryAttempts: 5,
     connectionParams: () => (options.token ? { authorization: `Bearer ${options.token}` } : {}),
   });
 
@@ -173,6 +179,12 @@ export function createBackendClient(options: BackendClientOptions): BackendClien
     jar,
     ws,
     fetch: browserFetch,
+    dropConnection() {
+      const open = socket;
+      if (!open) return false;
+      setTimeout(() => open.terminate(), 0); // after the message being handled, as a network would
+      return true;
+    },
     async close() {
       await ws.dispose();
       apollo.stop();

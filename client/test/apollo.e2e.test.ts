@@ -5,8 +5,12 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { createBackendClient, type BackendClient } from "../src/apollo.js";
+import { gql } from "@apollo/client";
+
+import { createBackendClient, type BackendClient, type CookieJar } from "../src/apollo.js";
 import {
+  AnswerStreamDocument,
+  ChatDocument,
   ChatStreamDocument,
   ChatsDocument,
   CollectionsDocument,
@@ -23,29 +27,36 @@ import {
   UpdateChatDocument,
   UpdateRecipeDocument,
   UploadDocumentDocument,
+  type AnswerStreamSubscription,
   type ChatStreamSubscription,
   type DocumentEventsSubscription,
 } from "../src/generated/graphql.js";
 import { as, collect, errorCodes, sleep } from "./support/helpers.js";
+import { startFakeOpenAI, type FakeOpenAI } from "./support/openai.js";
 import { corpus, frontendOrigin, startServer, type RunningServer } from "./support/server.js";
 
 const PASSWORD = "correct horse battery staple 42";
 let server: RunningServer;
 const clients: BackendClient[] = [];
 
-function client(options: { token?: string } = {}): BackendClient {
+function client(options: { token?: string; jar?: CookieJar } = {}): BackendClient {
   const created = createBackendClient({ url: server.url, origin: frontendOrigin, ...options });
   clients.push(created);
   return created;
 }
 
+let openai: FakeOpenAI;
+
 before(async () => {
-  server = await startServer();
+  openai = await startFakeOpenAI();
+  // gpt-4 through the local OpenAI-protocol server; RAG answers stay extractive.
+  server = await startServer({ OPENAI_API_KEY: "sk-e2e", OPENAI_BASE_URL: openai.url, RAG_GENERATOR: "extractive" });
 });
 
 after(async () => {
   await Promise.all(clients.map((c) => c.close()));
   await server?.stop();
+  await openai?.close();
 });
 
 // Shared across the steps below, in order, as one user's session would be.
@@ -223,6 +234,70 @@ test("chats page with relayStylePagination, and a mutation's result updates the 
   await sleep(50);
   assert.ok(seen.at(-1)?.includes(target), "the watching list re-rendered from the cache");
   subscription.unsubscribe();
+});
+
+test("a socket dropped mid-answer: the client resumes from its offset and shows the whole answer once", async () => {
+  openai.tokens = Array.from({ length: 40 }, (_, i) => `word${i} `);
+  openai.delayMs = 60;
+  const requestsBefore = openai.requests;
+  const created = await alice.apollo.mutate({ mutation: CreateChatDocument, variables: { model: "gpt-4" } });
+  const chat = as(created.data?.createChat, "Chat");
+  const clientMessageId = crypto.randomUUID();
+  const final = (typename: string) => ["StreamDone", "StreamFailed"].includes(typename);
+
+  // What the chat page keeps: the answer's id and text, each delta placed by its end offset (a
+  // delta received twice replaces, never repeats).
+  let messageId = "";
+  let text = "";
+  let dropped = false;
+  const show = (event: ChatStreamSubscription["chatStream"]) => {
+    if (event.__typename === "StreamStarted") messageId = event.messageId;
+    if (event.__typename === "TokenDelta") text = text.slice(0, event.length - event.delta.length) + event.delta;
+  };
+  const first = collect(
+    alice.apollo,
+    ChatStreamDocument,
+    { chatId: chat.id, content: "Count to forty\nplease", clientMessageId },
+    (data: ChatStreamSubscription) => {
+      show(data.chatStream);
+      if (!dropped && text.length > 40) dropped = alice.dropConnection(); // a phone losing signal
+      return final(data.chatStream.__typename);
+    },
+  );
+  const before = await first.done.catch(() => first.received);
+  assert.ok(dropped, "the socket was dropped mid-answer");
+  assert.ok(!final(before.at(-1)!.chatStream.__typename), "the first subscription ended without the answer");
+  assert.ok(text.length > 0 && text.length < openai.tokens.join("").length);
+
+  // The page, reloaded (a new client with the same cookies), follows the same answer from what it has.
+  const reloaded = client({ jar: alice.jar });
+  const resumed = collect(
+    reloaded.apollo,
+    AnswerStreamDocument,
+    { messageId, offset: text.length },
+    (data: AnswerStreamSubscription) => {
+      show(data.answerStream);
+      return final(data.answerStream.__typename);
+    },
+  );
+  const events = (await resumed.done).map((d) => d.answerStream);
+  const done = as(events.at(-1), "StreamDone");
+  const full = openai.tokens.join("");
+  assert.equal(text, full);
+  assert.equal(done.message.content, full);
+  assert.equal(done.message.status, "COMPLETE");
+  assert.equal(openai.requests - requestsBefore, 1, "one answer generated");
+  // The chat's title came with the stream events into the normalized cache: no refetch.
+  const cached = reloaded.apollo.cache.readFragment({
+    id: reloaded.apollo.cache.identify({ __typename: "Chat", id: chat.id }),
+    fragment: gql`fragment CachedTitle on Chat { title }`,
+  }) as { title: string } | null;
+  assert.equal(cached?.title, "Count to forty");
+
+  const stored = await alice.apollo.query({ query: ChatDocument, variables: { id: chat.id }, fetchPolicy: "network-only" });
+  const messages = stored.data!.chat!.messages.edges.map((e) => e.node);
+  assert.deepEqual(messages.map((m) => [m.role, m.content]), [["USER", "Count to forty\nplease"], ["ASSISTANT", full]]);
+  assert.equal(messages[0].clientMessageId, clientMessageId);
 });
 
 test("extensions.code on an unauthenticated call and on a forbidden one", async () => {

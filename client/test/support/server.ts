@@ -34,7 +34,8 @@ function freePort(): Promise<number> {
   });
 }
 
-export async function startServer(): Promise<RunningServer> {
+/** `env`: settings for this server on top of the embedded defaults (a provider's URL, say). */
+export async function startServer(extraEnv: Record<string, string> = {}): Promise<RunningServer> {
   const python = process.env.BACKEND_PYTHON ?? join(repoRoot, ".venv", "bin", "python");
   const dataDir = mkdtempSync(join(tmpdir(), "backend-e2e-"));
   const env: NodeJS.ProcessEnv = { ...process.env, DJANGO_ENV: "development", DATA_DIR: dataDir };
@@ -46,6 +47,7 @@ export async function startServer(): Promise<RunningServer> {
   ]) {
     delete env[name];
   }
+  Object.assign(env, extraEnv);
   const migrate = spawnSync(python, ["manage.py", "migrate", "--noinput"], { cwd: repoRoot, env, encoding: "utf8" });
   if (migrate.status !== 0) throw new Error(`migrate failed:\n${migrate.stdout}\n${migrate.stderr}`);
 
