@@ -1,19 +1,25 @@
-"""Streaming: `chatStream` over a websocket against the generator called in-process, then under load.
+"""Streaming: answers over websockets from one daphne process, against a local OpenAI-protocol server.
 
-The generator is instant: a local server on 127.0.0.1 speaking OpenAI's streaming chat-completions
-protocol (server-sent events, no delay between tokens), driven through the project's OpenAI
-provider (langchain-openai) both in-process and inside daphne. So the difference between the two
-is what the backend adds: saving the turn, the growing answer, the websocket and GraphQL framing.
+The provider is a local server on 127.0.0.1 speaking OpenAI's streaming chat-completions protocol
+(server-sent events), in a process of its own, driven through the project's OpenAI provider
+(langchain-openai). Every client is a real graphql-transport-ws client in this process.
 
-1. one client at a time: time to first token and time per token, websocket vs in-process;
-2. 100 and 500 websocket clients streaming at once against one daphne process: success rate,
-   p50/p95 time to first token and to the last token, the server's peak memory.
+1. in-process: the provider called directly, one answer at a time (what the backend adds is the rest);
+2. unpaced: N clients at once, the provider as fast as it can: tokens per second delivered;
+3. paced: 500 clients starting within a second, 300 tokens each at 30 tokens/s (a GPT-4-class
+   model): first token p50/p95, and each client's pace as a share of the provider's;
+4. resume: clients that drop their socket three times during an answer and resume from their
+   offset (``answerStream``): does each end with exactly the saved text?
+5. retries: 1,000 subscriptions of 200 questions, each sent five times with its clientMessageId
+   (some dropped midway): how many questions are stored twice?
 
-    .venv/bin/python bench/streaming.py [--tokens 100] [--runs 30] [--clients 100,500]
+    .venv/bin/python bench/streaming.py [--tokens 300] [--unpaced 100] [--paced 500] [--pace 30]
 """
 
 import asyncio
 import json
+import multiprocessing
+import random
 import sys
 import threading
 import time
@@ -21,16 +27,39 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import Daphne, parser, rss_mib, setup_django, summary_ms, write  # noqa: E402
-from tests.fake_providers import FakeProvider  # noqa: E402
 
-SUBSCRIPTION = """subscription($chat: ID!, $content: String!) {
-  chatStream(chatId: $chat, content: $content) {
-    __typename
-    ... on TokenDelta { delta }
+EVENT = """__typename
+    ... on StreamStarted { messageId }
+    ... on TokenDelta { delta length }
     ... on StreamDone { message { status content } }
-    ... on StreamFailed { code errorMessage }
-  }
-}"""
+    ... on StreamFailed { code }"""
+SEND = ("subscription($chat: ID!, $content: String!, $id: String) { chatStream(chatId: $chat, content: $content, "
+        "clientMessageId: $id) { " + EVENT + " } }")
+RESUME = "subscription($id: ID!, $offset: Int!) { answerStream(messageId: $id, offset: $offset) { " + EVENT + " } }"
+
+
+def _provider(queue, tokens: int, delay: float) -> None:
+    from tests.fake_providers import FakeProvider
+
+    fake = FakeProvider()
+    fake.tokens = [f" t{i}" for i in range(tokens)]
+    fake.delay = delay
+    queue.put(fake.url)
+    threading.Event().wait()
+
+
+class Provider:
+    """The fake provider in a process of its own: its 500 threads do not share this one's GIL."""
+
+    def __init__(self, tokens: int, delay: float):
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()
+        self.process = context.Process(target=_provider, args=(queue, tokens, delay), daemon=True)
+        self.process.start()
+        self.url = queue.get(timeout=60) + "/v1"
+
+    def stop(self):
+        self.process.kill()
 
 
 async def direct(provider_url: str, tokens: int, runs: int) -> dict:
@@ -49,155 +78,243 @@ async def direct(provider_url: str, tokens: int, runs: int) -> dict:
     return {"first_token": summary_ms(first[1:]), "per_token": summary_ms(per_token[1:])}
 
 
-async def stream_once(url: str, secret: str, chat_id: str, tokens: int, start_gate: asyncio.Event | None = None,
-                      connected: list | None = None) -> dict:
+async def connect(url: str, secret: str):
     import websockets
 
+    ws = await websockets.connect(url, subprotocols=["graphql-transport-ws"], max_size=None, open_timeout=120,
+                                  ping_interval=None)
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {secret}"}}))
+    ack = json.loads(await asyncio.wait_for(ws.recv(), 120))
+    assert ack["type"] == "connection_ack", ack
+    return ws
+
+
+class Follow:
+    """One subscription's events: the text, when its tokens came, the final event."""
+
+    def __init__(self):
+        self.text, self.stamps, self.final, self.message_id, self.error = "", [], None, None, None
+
+    async def run(self, ws, query: str, variables: dict, *, stop_after: int | None = None) -> "Follow":
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}))
+        while True:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 300))
+            if message["type"] != "next":
+                if message["type"] == "error":
+                    self.error = str(message.get("payload"))[:200]
+                return self
+            event = next(iter(message["payload"]["data"].values()))
+            kind = event["__typename"]
+            if kind == "TokenDelta":
+                self.text = self.text[: event["length"] - len(event["delta"])] + event["delta"]
+                self.stamps.append((time.perf_counter(), self.text.count(" t")))
+                if stop_after is not None and len(self.stamps) >= stop_after:
+                    return self
+            elif kind == "StreamStarted":
+                self.message_id = event["messageId"]
+            elif kind == "StreamDone":
+                self.final = event["message"]
+            elif kind == "StreamFailed":
+                self.error = event["code"]
+
+
+async def answer(url, secret, chat, gate=None, connected=None) -> dict:
     result = {"ok": False}
     try:
-        async with websockets.connect(url, subprotocols=["graphql-transport-ws"], max_size=None,
-                                      open_timeout=120, ping_interval=None) as ws:
-            await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {secret}"}}))
-            ack = json.loads(await asyncio.wait_for(ws.recv(), 120))
-            assert ack["type"] == "connection_ack", ack
-            if connected is not None:
-                connected.append(1)
-            if start_gate is not None:
-                await start_gate.wait()
-            started = time.perf_counter()
-            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
-                "query": SUBSCRIPTION, "variables": {"chat": chat_id, "content": "Hello"}}}))
-            stamps = []
-            while True:
-                message = json.loads(await asyncio.wait_for(ws.recv(), 300))
-                if message["type"] == "next":
-                    event = message["payload"]["data"]["chatStream"]
-                    if event["__typename"] == "TokenDelta":
-                        stamps.append(time.perf_counter())
-                    elif event["__typename"] == "StreamDone":
-                        result["status"] = event["message"]["status"]
-                        done = time.perf_counter()
-                    elif event["__typename"] == "StreamFailed":
-                        result["error"] = event["code"]
-                elif message["type"] in ("complete", "error"):
-                    if message["type"] == "error":
-                        result["error"] = str(message.get("payload"))[:200]
-                    break
-            if stamps and result.get("status") == "COMPLETE" and len(stamps) >= tokens:
-                result.update(ok=True, first=stamps[0] - started, last=done - started,
-                              per_token=(stamps[-1] - stamps[0]) / max(1, len(stamps) - 1), tokens=len(stamps))
-            else:
-                result.setdefault("error", f"{len(stamps)} tokens, status {result.get('status')}")
+        ws = await connect(url, secret)
+        if connected is not None:
+            connected.append(1)
+        if gate is not None:
+            await gate.wait()
+        started = time.perf_counter()
+        follow = await Follow().run(ws, SEND, {"chat": chat, "content": "Hello"})
+        await ws.close()
+        if follow.final and follow.final["status"] == "COMPLETE" and follow.stamps:
+            (t_first, _), (t_last, tokens) = follow.stamps[0], follow.stamps[-1]
+            result.update(ok=True, first=t_first - started, last=t_last - started, tokens=tokens,
+                          pace=(tokens - 1) / (t_last - t_first) if t_last > t_first else None)
+        else:
+            result["error"] = follow.error or f"final {follow.final and follow.final['status']}"
     except Exception as exc:  # a lost stream is a figure, not a crash of the benchmark
         result["error"] = f"{type(exc).__name__}: {exc}"[:200]
     return result
 
 
-def main():
-    p = parser(__doc__.split("\n")[0])
-    p.add_argument("--tokens", type=int, default=100)
-    p.add_argument("--runs", type=int, default=30)
-    p.add_argument("--clients", default="100,500")
-    args = p.parse_args()
-    tokens, runs = (10, 3) if args.smoke else (args.tokens, args.runs)
-    loads = [5] if args.smoke else [int(c) for c in args.clients.split(",")]
+async def crowd(url, pairs):
+    gate, connected = asyncio.Event(), []
+    tasks = [asyncio.create_task(answer(url, s, c, gate, connected)) for s, c in pairs]
+    deadline = time.monotonic() + 180
+    while len(connected) < len(pairs) and time.monotonic() < deadline and not all(t.done() for t in tasks):
+        await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    gate.set()
+    results = await asyncio.gather(*tasks)
+    return results, time.perf_counter() - started
 
-    fake = FakeProvider()
-    fake.tokens = [f" t{i}" for i in range(tokens)]
-    provider_url = fake.url + "/v1"
-    data_dir = setup_django(OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=provider_url)
+
+async def resumed(url, secret, chat, drops: int, tokens: int) -> dict:
+    """Drop after a share of the answer, resume from the length the client has, ``drops`` times."""
+    ws = await connect(url, secret)
+    follow = await Follow().run(ws, SEND, {"chat": chat, "content": "Hello"}, stop_after=max(1, tokens // 8))
+    await ws.close()
+    text = follow.text
+    for n in range(drops):
+        ws = await connect(url, secret)
+        again = Follow()
+        again.text = text
+        last = n == drops - 1
+        await again.run(ws, RESUME, {"id": follow.message_id, "offset": len(text)},
+                        stop_after=None if last else max(1, tokens // 8))
+        await ws.close()
+        text = again.text
+        final = again.final
+    return {"same": final is not None and text == final["content"] and final["status"] == "COMPLETE",
+            "complete": final is not None and final["status"] == "COMPLETE"}
+
+
+async def retried(url, secret, chat, client_id: str, copies: int) -> int:
+    """``copies`` subscriptions of one question with one clientMessageId, some dropped midway."""
+    async def one(i):
+        await asyncio.sleep(random.random() * 0.5)
+        ws = await connect(url, secret)
+        await Follow().run(ws, SEND, {"chat": chat, "content": "Hello", "id": client_id},
+                           stop_after=3 if i % 2 else None)
+        await ws.close()
+
+    await asyncio.gather(*(one(i) for i in range(copies)))
+    return copies
+
+
+def make_pairs(count: int, per_user: int = 10) -> list[tuple[str, str]]:
+    from strawberry import relay
+
     from backend.chats.services import create_chat
     from backend.users.services import create_api_token, register
 
-    users = []
-    chats_needed = sum(loads) + runs + 1  # every client of every load streams into its own chat
-    per_user = 10  # each user streams into 10 chats
-    for u in range((chats_needed + per_user - 1) // per_user):
-        user = register(email=f"load{u}@example.com", password="bench passphrase 123")
+    pairs = []
+    for u in range((count + per_user - 1) // per_user):
+        user = register(email=f"load{u}-{time.monotonic_ns()}@example.com", password="bench passphrase 123")
         _, secret = create_api_token(user, name="bench")
         for _ in range(per_user):
             chat = create_chat(user, model="gpt-3.5-turbo")
-            users.append((secret, chat))
-    from strawberry import relay
+            pairs.append((secret, str(relay.GlobalID("Chat", str(chat.pk)))))
+    return pairs[:count]
 
-    pairs = [(secret, str(relay.GlobalID("Chat", str(chat.pk)))) for secret, chat in users]
 
-    figures = {"tokens_per_answer": tokens, "generator": "local OpenAI-protocol server, no delay",
-               "direct": asyncio.run(direct(provider_url, tokens, runs))}
-    print(f"in-process:  first token p50 {figures['direct']['first_token']['p50_ms']} ms, "
-          f"per token p50 {figures['direct']['per_token']['p50_ms']} ms", flush=True)
+def load_figures(results, wall, clients, peak, pace=None) -> dict:
+    ok = [r for r in results if r["ok"]]
+    errors: dict[str, int] = {}
+    for r in results:
+        if not r["ok"]:
+            errors[r["error"]] = errors.get(r["error"], 0) + 1
+    figures = {"clients": clients, "completed": len(ok), "first_token": summary_ms([r["first"] for r in ok]),
+               "last_token": summary_ms([r["last"] for r in ok]), "wall_seconds": round(wall, 2),
+               "tokens_per_second": round(sum(r["tokens"] for r in ok) / wall, 1), "server_peak_rss_mib": peak,
+               "errors": errors}
+    if pace:
+        shares = sorted((r["pace"] or 0) / pace for r in ok)
+        figures["pace_share"] = {"min": round(shares[0], 3) if shares else None,
+                                 "p5": round(shares[len(shares) // 20], 3) if shares else None,
+                                 "p50": round(shares[len(shares) // 2], 3) if shares else None,
+                                 "clients_at_90pct": sum(s >= 0.9 for s in shares)}
+    return figures
 
-    server = Daphne(data_dir, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=provider_url)
+
+def sampled_peak(pid):
+    peak, stop = [rss_mib(pid)], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak.append(rss_mib(pid))
+            time.sleep(0.2)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return peak, stop
+
+
+def main():
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--tokens", type=int, default=300)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--unpaced", type=int, default=100, help="clients at once, provider unpaced")
+    p.add_argument("--paced", type=int, default=500, help="clients at once, provider paced")
+    p.add_argument("--pace", type=float, default=30.0, help="tokens per second per answer, paced")
+    p.add_argument("--resumes", type=int, default=50)
+    p.add_argument("--questions", type=int, default=200, help="questions sent five times each")
+    args = p.parse_args()
+    if args.smoke:
+        args.tokens, args.runs, args.unpaced, args.paced, args.resumes, args.questions = 20, 2, 5, 5, 3, 4
+    tokens = args.tokens
+
+    unpaced = Provider(tokens, 0.0)
+    paced = Provider(tokens, 1 / args.pace)
+    data_dir = setup_django(OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=unpaced.url)
+    pairs = make_pairs(args.runs + 1 + args.unpaced)
+    paced_pairs = make_pairs(args.paced + args.resumes + 1)
+    retry_pairs = make_pairs(args.questions)
+    figures = {"tokens_per_answer": tokens, "direct": asyncio.run(direct(unpaced.url, tokens, args.runs))}
+    print(f"in-process: first token p50 {figures['direct']['first_token']['p50_ms']} ms, per token p50 "
+          f"{figures['direct']['per_token']['p50_ms']} ms", flush=True)
+
+    server = Daphne(data_dir, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=unpaced.url)
     url = f"ws://127.0.0.1:{server.port}/graphql/"
     try:
         async def sequential():
-            results = []
-            for secret, chat in pairs[:runs + 1]:
-                results.append(await stream_once(url, secret, chat, tokens))
-            return results
+            return [await answer(url, s, c) for s, c in pairs[: args.runs + 1]]
 
-        results = asyncio.run(sequential())[1:]
-        ok = [r for r in results if r["ok"]]
-        assert ok, results
-        figures["websocket"] = {"first_token": summary_ms([r["first"] for r in ok]),
-                                "per_token": summary_ms([r["per_token"] for r in ok]),
-                                "failures": [r["error"] for r in results if not r["ok"]][:5]}
-        ws_fig, d_fig = figures["websocket"], figures["direct"]
-        figures["overhead"] = {
-            "first_token_ms": round(ws_fig["first_token"]["p50_ms"] - d_fig["first_token"]["p50_ms"], 2),
-            "per_token_ms": round(ws_fig["per_token"]["p50_ms"] - d_fig["per_token"]["p50_ms"], 3)}
-        print(f"websocket:   first token p50 {ws_fig['first_token']['p50_ms']} ms, per token p50 "
-              f"{ws_fig['per_token']['p50_ms']} ms  (overhead {figures['overhead']})", flush=True)
+        results = [r for r in asyncio.run(sequential())[1:] if r["ok"]]
+        figures["websocket"] = {"first_token": summary_ms([r["first"] for r in results]),
+                                "per_token": summary_ms([(r["last"] - r["first"]) / max(1, r["tokens"] - 1)
+                                                         for r in results])}
+        print(f"one client: first token p50 {figures['websocket']['first_token']['p50_ms']} ms, per token p50 "
+              f"{figures['websocket']['per_token']['p50_ms']} ms", flush=True)
 
-        figures["load"] = {}
-        offset = runs + 1
-        for clients in loads:
-            peak = [rss_mib(server.pid)]
-            stop = threading.Event()
-
-            def sample():
-                while not stop.is_set():
-                    peak.append(rss_mib(server.pid))
-                    time.sleep(0.1)
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-
-            async def crowd():
-                gate, connected = asyncio.Event(), []
-                crowd_pairs = pairs[offset:offset + clients]
-                assert len(crowd_pairs) == clients, (len(crowd_pairs), clients)
-                tasks = [asyncio.create_task(stream_once(url, s, c, tokens, gate, connected)) for s, c in crowd_pairs]
-                deadline = time.monotonic() + 120
-                while len(connected) < clients and time.monotonic() < deadline and not all(t.done() for t in tasks):
-                    await asyncio.sleep(0.05)
-                started = time.perf_counter()
-                gate.set()
-                results = await asyncio.gather(*tasks)
-                return results, time.perf_counter() - started
-
-            results, wall = asyncio.run(crowd())
-            stop.set()
-            sampler.join()
-            ok = [r for r in results if r["ok"]]
-            errors: dict[str, int] = {}
-            for r in results:
-                if not r["ok"]:
-                    errors[r["error"]] = errors.get(r["error"], 0) + 1
-            figures["load"][str(clients)] = {
-                "clients": clients, "completed": len(ok), "success_rate": round(len(ok) / clients, 4),
-                "first_token": summary_ms([r["first"] for r in ok]), "last_token": summary_ms([r["last"] for r in ok]),
-                "wall_seconds": round(wall, 2), "tokens_per_second": round(sum(r["tokens"] for r in ok) / wall, 1),
-                "server_peak_rss_mib": max(peak), "errors": errors}
-            f = figures["load"][str(clients)]
-            print(f"{clients:4d} clients: {f['completed']}/{clients} complete, first token p50 "
-                  f"{f['first_token']['p50_ms']} ms p95 {f['first_token']['p95_ms']} ms, last token p95 "
-                  f"{f['last_token']['p95_ms']} ms, {f['tokens_per_second']} tokens/s, peak RSS "
-                  f"{f['server_peak_rss_mib']} MiB, errors {errors}", flush=True)
-            offset += clients
+        peak, stop = sampled_peak(server.pid)
+        results, wall = asyncio.run(crowd(url, pairs[args.runs + 1:]))
+        stop.set()
+        figures["unpaced"] = load_figures(results, wall, args.unpaced, max(peak))
+        f = figures["unpaced"]
+        print(f"unpaced, {args.unpaced} clients: {f['completed']} complete, {f['tokens_per_second']} tokens/s, "
+              f"first token p50 {f['first_token']['p50_ms']} ms, errors {f['errors']}", flush=True)
     finally:
         server.stop()
-        fake.close()
+
+    server = Daphne(data_dir, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=paced.url)
+    url = f"ws://127.0.0.1:{server.port}/graphql/"
+    try:
+        asyncio.run(answer(url, *paced_pairs[0]))  # warm-up: the first answer imports the provider's client
+        peak, stop = sampled_peak(server.pid)
+        results, wall = asyncio.run(crowd(url, paced_pairs[1: args.paced + 1]))
+        stop.set()
+        figures["paced"] = load_figures(results, wall, args.paced, max(peak), pace=args.pace)
+        f = figures["paced"]
+        print(f"paced {args.pace:g}/s, {args.paced} clients: {f['completed']} complete, first token p50 "
+              f"{f['first_token']['p50_ms']} ms p95 {f['first_token']['p95_ms']} ms, pace share {f['pace_share']}, "
+              f"{f['tokens_per_second']} tokens/s, peak RSS {f['server_peak_rss_mib']} MiB, errors {f['errors']}",
+              flush=True)
+
+        async def resumes():
+            return await asyncio.gather(*(resumed(url, s, c, 3, tokens) for s, c in paced_pairs[args.paced + 1:]))
+
+        outcomes = asyncio.run(resumes())
+        figures["resume"] = {"clients": len(outcomes), "drops_each": 3, "exact": sum(o["same"] for o in outcomes),
+                             "complete": sum(o["complete"] for o in outcomes)}
+        print(f"resume: {figures['resume']}", flush=True)
+
+        async def retries():
+            return await asyncio.gather(*(retried(url, s, c, f"q-{i}", 5) for i, (s, c) in enumerate(retry_pairs)))
+
+        subscriptions = sum(asyncio.run(retries()))
+        from backend.chats.models import Message
+
+        stored = Message.objects.filter(role="user", client_id__startswith="q-").count()
+        figures["retries"] = {"subscriptions": subscriptions, "questions": len(retry_pairs),
+                              "stored": stored, "duplicated": stored - len(retry_pairs)}
+        print(f"retries: {figures['retries']}", flush=True)
+    finally:
+        server.stop()
+        unpaced.stop()
+        paced.stop()
     write("streaming", args, figures)
 
 

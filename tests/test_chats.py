@@ -106,6 +106,7 @@ def alice_user(make_user):
 async def test_gpt4_answer_streams_token_by_token_and_is_saved(alice_user, openai):
     chat, gid = await new_chat(alice_user, "gpt-4")
     ws = await socket_for(alice_user)
+    openai.delay = 0.02  # a model writing: a client that keeps up gets every token as it comes
     _, events = await stream(ws, gid, "Say hello", p={"systemPrompt": "Be brief.", "temperature": 0.1})
     assert kinds(events) == ["StreamStarted"] + ["TokenDelta"] * 5 + ["StreamDone"]
     assert "".join(e["delta"] for e in events if e["__typename"] == "TokenDelta") == "Hello from the model."
