@@ -13,6 +13,7 @@ import asyncio
 import enum
 import json
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Protocol
 
@@ -93,6 +94,30 @@ class Provider(Protocol):
     def astream(self, messages: list[ChatMessage], params: Params) -> AsyncIterator[str]: ...
 
 
+# --- one HTTP client per event loop -----------------------------------------------------------
+
+_http_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
+
+
+def shared_http_client(kind: str, make):
+    """The HTTP client of kind ``kind`` for the running event loop, made once by ``make()``.
+
+    A new client builds an SSL context (50 ms of CPU): made per answer, a hundred answers starting
+    together waited seconds for their first token. One per loop also keeps connections alive.
+    """
+    clients = _http_clients.setdefault(asyncio.get_running_loop(), {})
+    if kind not in clients:
+        clients[kind] = make()
+    return clients[kind]
+
+
+def _openai_http():
+    import openai
+
+    return shared_http_client("openai", lambda: openai.DefaultAsyncHttpxClient(
+        limits=openai._base_client.httpx2.Limits(max_connections=None, max_keepalive_connections=100)))
+
+
 # --- OpenAI ---------------------------------------------------------------------------------
 
 class OpenAIProvider:
@@ -122,7 +147,7 @@ class OpenAIProvider:
         from openai._base_client import httpx2 as transport  # the HTTP library the client reads with
 
         client = openai.AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, timeout=self.timeout,
-                                    max_retries=0)
+                                    max_retries=0, http_client=_openai_http())
         try:
             async with client.chat.completions.with_streaming_response.create(
                     **self._request(messages, params)) as response:
@@ -158,8 +183,6 @@ class OpenAIProvider:
             raise ProviderError(PROVIDER_ERROR, "OpenAI returned an error.")
         except ValueError:  # a line that is not JSON
             raise ProviderError(PROVIDER_ERROR, "OpenAI sent an answer this server cannot read.")
-        finally:
-            await client.close()
 
 
 # --- Cloudflare Workers AI ------------------------------------------------------------------
@@ -185,34 +208,35 @@ class CloudflareProvider:
             body["top_p"] = params.top_p
         headers = {"Authorization": f"Bearer {self.api_token}", "Accept": "text/event-stream"}
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                async with client.stream("POST", url, json=body, headers=headers) as response:
-                    if response.status_code == 429:
-                        raise _rate_limited(response.headers, "Cloudflare")
-                    if response.status_code in (401, 403):
-                        raise ProviderError(PROVIDER_AUTH, "Cloudflare rejected the API token. Check it in your settings.")
-                    if response.status_code in (400, 413):
-                        text = (await response.aread()).decode(errors="replace").lower()
-                        if response.status_code == 413 or any(word in text for word in CONTEXT_WORDS):
-                            raise ProviderError(CONTEXT_TOO_LONG, "The conversation is too long for this model. "
-                                                "Start a new chat or lower max tokens.")
-                        raise ProviderError(PROVIDER_ERROR, "Cloudflare refused the request.")
-                    if response.status_code >= 500:
-                        raise ProviderError(PROVIDER_UNAVAILABLE, "Cloudflare Workers AI is unavailable right now.")
-                    if response.status_code >= 300:
-                        raise ProviderError(PROVIDER_ERROR, "Cloudflare returned an error.")
-                    async for line in response.aiter_lines():
-                        if not line.startswith("data:"):
-                            continue
-                        data = line[5:].strip()
-                        if data == "[DONE]":
-                            break
-                        try:
-                            piece = json.loads(data).get("response", "")
-                        except json.JSONDecodeError:
-                            continue
-                        if piece:
-                            yield piece
+            client = shared_http_client("cloudflare", lambda: httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)))
+            async with client.stream("POST", url, json=body, headers=headers, timeout=self.timeout) as response:
+                if response.status_code == 429:
+                    raise _rate_limited(response.headers, "Cloudflare")
+                if response.status_code in (401, 403):
+                    raise ProviderError(PROVIDER_AUTH, "Cloudflare rejected the API token. Check it in your settings.")
+                if response.status_code in (400, 413):
+                    text = (await response.aread()).decode(errors="replace").lower()
+                    if response.status_code == 413 or any(word in text for word in CONTEXT_WORDS):
+                        raise ProviderError(CONTEXT_TOO_LONG, "The conversation is too long for this model. "
+                                            "Start a new chat or lower max tokens.")
+                    raise ProviderError(PROVIDER_ERROR, "Cloudflare refused the request.")
+                if response.status_code >= 500:
+                    raise ProviderError(PROVIDER_UNAVAILABLE, "Cloudflare Workers AI is unavailable right now.")
+                if response.status_code >= 300:
+                    raise ProviderError(PROVIDER_ERROR, "Cloudflare returned an error.")
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    try:
+                        piece = json.loads(data).get("response", "")
+                    except json.JSONDecodeError:
+                        continue
+                    if piece:
+                        yield piece
         except httpx.TimeoutException:
             raise ProviderError(PROVIDER_TIMEOUT, f"Cloudflare Workers AI did not answer within {self.timeout:g} s.")
         except httpx.TransportError:
