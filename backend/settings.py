@@ -159,6 +159,9 @@ else:
             },
             # Tests run background tasks on threads: a file, not a shared-cache memory database.
             "TEST": {"NAME": str(DATA_DIR / "test-db.sqlite3")} if DJANGO_ENV == "test" else {},
+            # A connection per thread, kept: opening one (and its PRAGMAs) per operation was a
+            # tenth of the server's time when hundreds of answers started together.
+            "CONN_MAX_AGE": env_int("CONN_MAX_AGE", 600),
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -340,6 +343,9 @@ PROVIDER_TIMEOUT = env_float("PROVIDER_TIMEOUT", 60.0)
 # INTERRUPTED with its text so far (web processes look every STREAM_SWEEP_INTERVAL s, 0: off;
 # a process that is the only one, without REDIS_URL, finishes them all as it starts).
 STREAM_STALE_AFTER = env_int("STREAM_STALE_AFTER", 60)
+# Token events per second a process sends in all (backend/chats/generation.py): with few
+# listeners every token is an event; with hundreds, each event carries several tokens.
+STREAM_EVENTS_PER_SECOND = env_int("STREAM_EVENTS_PER_SECOND", 2000)
 STREAM_RECOVER_ON_START = env_bool("STREAM_RECOVER_ON_START", DJANGO_ENV != "test")
 STREAM_SWEEP_INTERVAL = float(env("STREAM_SWEEP_INTERVAL", "0" if DJANGO_ENV == "test" else "30"))
 

@@ -20,6 +20,7 @@ import threading
 import weakref
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 from django.core.cache import cache
 
 from backend.core import events
@@ -315,8 +316,32 @@ async def follow(message: Message, offset: int = 0):
         yield event
 
 
+_following = 0  # followers of jobs on this process
+
+
+def _pause() -> float:
+    """Seconds a follower waits after an event so that all of them together send about
+    STREAM_EVENTS_PER_SECOND events: none with a few listeners (every token is an event), a
+    fraction of a second with hundreds (each event carries the tokens written meanwhile). Each
+    event is a GraphQL execution and a websocket frame; under a crowd they, not the tokens, were
+    the server's work, and turns waited seconds to start."""
+    budget = settings.STREAM_EVENTS_PER_SECOND
+    pause = _following / budget if budget > 0 else 0.0
+    return min(pause, 0.5) if pause >= 0.005 else 0.0
+
+
 async def _follow_job(job: Job, have: int):
+    global _following
     loop = asyncio.get_running_loop()
+    _following += 1
+    try:
+        async for event in _job_events(job, have, loop):
+            yield event
+    finally:
+        _following -= 1
+
+
+async def _job_events(job: Job, have: int, loop):
     index = position = 0
     while True:
         finished = job.finished
@@ -328,6 +353,9 @@ async def _follow_job(job: Job, have: int):
             if position > have:
                 yield Token(chunk[max(0, have - start):], position)
                 have = position
+                pause = _pause()
+                if pause and not job.finished:
+                    await asyncio.sleep(pause)
             continue
         if finished:
             break

@@ -36,11 +36,10 @@ class SocketCredential(SchemaExtension):
         context = self.execution_context.context
         credential = getattr(context, "credential", None)
         if getattr(context, "ws", None) is not None and credential is not None:
-            from channels.db import database_sync_to_async
-
+            from backend.core.concurrency import in_thread_pool
             from backend.users.services import credential_valid
 
-            if not await database_sync_to_async(credential_valid)(credential):
+            if not await in_thread_pool(credential_valid)(credential):
                 context.user, context.credential = None, None
         yield
 
