@@ -1,7 +1,7 @@
 """Streaming: answers over websockets from one daphne process, against a local OpenAI-protocol server.
 
 The provider is a local server on 127.0.0.1 speaking OpenAI's streaming chat-completions protocol
-(server-sent events), in a process of its own, driven through the project's OpenAI provider
+(server-sent events), in a process of its own (bench/llm_server.py), driven through the project's OpenAI provider
 (langchain-openai). Every client is a real graphql-transport-ws client in this process.
 
 1. in-process: the provider called directly, one answer at a time (what the backend adds is the rest);
@@ -18,7 +18,6 @@ The provider is a local server on 127.0.0.1 speaking OpenAI's streaming chat-com
 
 import asyncio
 import json
-import multiprocessing
 import random
 import sys
 import threading
@@ -38,25 +37,15 @@ SEND = ("subscription($chat: ID!, $content: String!, $id: String) { chatStream(c
 RESUME = "subscription($id: ID!, $offset: Int!) { answerStream(messageId: $id, offset: $offset) { " + EVENT + " } }"
 
 
-def _provider(queue, tokens: int, delay: float) -> None:
-    from tests.fake_providers import FakeProvider
-
-    fake = FakeProvider()
-    fake.tokens = [f" t{i}" for i in range(tokens)]
-    fake.delay = delay
-    queue.put(fake.url)
-    threading.Event().wait()
-
-
 class Provider:
-    """The fake provider in a process of its own: its 500 threads do not share this one's GIL."""
+    """bench/llm_server.py in a process of its own (asyncio: 500 paced answers cost it little)."""
 
     def __init__(self, tokens: int, delay: float):
-        context = multiprocessing.get_context("spawn")
-        queue = context.Queue()
-        self.process = context.Process(target=_provider, args=(queue, tokens, delay), daemon=True)
-        self.process.start()
-        self.url = queue.get(timeout=60) + "/v1"
+        import subprocess
+
+        self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("llm_server.py")), "0",
+                                         str(tokens), str(delay)], stdout=subprocess.PIPE, text=True)
+        self.url = f"http://127.0.0.1:{int(self.process.stdout.readline())}/v1"
 
     def stop(self):
         self.process.kill()
@@ -102,6 +91,9 @@ class Follow:
             if message["type"] != "next":
                 if message["type"] == "error":
                     self.error = str(message.get("payload"))[:200]
+                return self
+            if message["payload"].get("errors"):
+                self.error = str(message["payload"]["errors"][0].get("extensions", {}).get("code"))
                 return self
             event = next(iter(message["payload"]["data"].values()))
             kind = event["__typename"]
