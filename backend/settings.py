@@ -343,6 +343,8 @@ PROVIDER_TIMEOUT = env_float("PROVIDER_TIMEOUT", 60.0)
 # INTERRUPTED with its text so far (web processes look every STREAM_SWEEP_INTERVAL s, 0: off;
 # a process that is the only one, without REDIS_URL, finishes them all as it starts).
 STREAM_STALE_AFTER = env_int("STREAM_STALE_AFTER", 60)
+# Threads of a process for database work started from async code (turn start-ups, saves).
+DB_THREADS = env_int("DB_THREADS", 8)
 # Token events per second a process sends in all (backend/chats/generation.py): with few
 # listeners every token is an event; with hundreds, each event carries several tokens.
 STREAM_EVENTS_PER_SECOND = env_int("STREAM_EVENTS_PER_SECOND", 2000)

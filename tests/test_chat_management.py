@@ -146,6 +146,9 @@ def test_regenerate_makes_a_new_version_in_place_and_keeps_the_old_one(alice):
     alice(f'mutation {{ selectMessageVersion(id: "{gid}") {{ ... on Message {{ current }} }} }}')
     assert list(Message.in_order(chat.messages.all()).values_list("content", flat=True)) == [
         "How do plants make sugar?", "No idea.", "And then?", "Later."]
+    exported = json.loads(alice(f'{{ exportChat(id: "{relay.GlobalID("Chat", str(chat.pk))}") }}')["data"]["exportChat"])
+    assert [m["content"] for m in exported["messages"]] == ["How do plants make sugar?", "No idea.", "And then?",
+                                                           "Later."]  # the versions the chat shows
     streaming = alice(f'mutation {{ regenerateMessage(id: "{gid}") {{ ... on Message {{ id }} }} }}')
     second = relay.GlobalID.from_id(streaming["data"]["regenerateMessage"]["id"]).node_id
     refused = alice(f'mutation {{ regenerateMessage(id: "{streaming["data"]["regenerateMessage"]["id"]}") '

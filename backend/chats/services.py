@@ -155,7 +155,7 @@ def _chat_dict(chat: Chat) -> dict:
             "pinned": chat.pinned, "archived": chat.archived, "created_at": chat.created_at.isoformat(),
             "messages": [{"uid": str(m.uid), "role": m.role, "content": m.content, "model": m.model,
                           "status": m.status, "sources": m.sources, "rating": m.rating,
-                          "created_at": m.created_at.isoformat()} for m in chat.messages.all()]}
+                          "created_at": m.created_at.isoformat()} for m in Message.in_order(chat.messages.all())]}
 
 
 def export_chat(user, pk, fmt: str = "json") -> str:
@@ -165,7 +165,7 @@ def export_chat(user, pk, fmt: str = "json") -> str:
     if fmt != "markdown":
         raise _field("format", "json or markdown.", "INVALID_CHOICE")
     lines = [f"# {chat.title or 'Chat'}", "", f"Model: {chat.model}", ""]
-    for m in chat.messages.all():
+    for m in Message.in_order(chat.messages.all()):
         lines += [f"## {m.role.capitalize()}", "", m.content, ""]
         for s in m.sources:
             page = f", page {s['page']}" if s.get("page") else ""
@@ -190,7 +190,7 @@ def purge_expired_chats(now=None) -> int:
 
 
 def _export_all(user) -> dict:
-    return {"chats": [_chat_dict(c) for c in Chat.objects.filter(owner=user, importing=False).prefetch_related("messages")],
+    return {"chats": [_chat_dict(c) for c in Chat.objects.filter(owner=user, importing=False)],
             "presets": [{"name": p.name, "model": p.model, "temperature": p.temperature, "top_p": p.top_p,
                          "max_tokens": p.max_tokens, "system_prompt": p.system_prompt}
                         for p in AiPreset.objects.filter(owner=user)]}

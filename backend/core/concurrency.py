@@ -44,11 +44,21 @@ class ConcurrencyLimitMiddleware:
             self.semaphore.release()
 
 
+_pool = None
+
+
 def in_thread_pool(func):
-    """``func`` as a coroutine run on the event loop's thread pool, not on the one thread that
+    """``func`` as a coroutine run on this module's thread pool, not on the one thread that
     ``sync_to_async`` uses by default: hundreds of chat turns starting at once (database writes,
-    retrieval) then run side by side instead of one after another. Its database connection is
-    given back when it ends (to the pool, when pooling), as Channels does for consumers."""
+    retrieval) then run side by side instead of one after another. Not the event loop's default
+    executor either: the loop resolves host names there, and provider calls waited behind a queue
+    of turn start-ups. Its database connection is given back when it ends (to the pool, when
+    pooling), as Channels does for consumers."""
+    global _pool
+    from concurrent.futures import ThreadPoolExecutor
+
     from channels.db import database_sync_to_async
 
-    return database_sync_to_async(func, thread_sensitive=False)
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=settings.DB_THREADS, thread_name_prefix="db")
+    return database_sync_to_async(func, thread_sensitive=False, executor=_pool)
