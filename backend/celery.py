@@ -16,7 +16,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from celery import Celery  # noqa: E402
+from celery import Celery, signals  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from backend.core.tasks import REGISTRY  # noqa: E402
@@ -32,3 +32,14 @@ app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_pre
 
 for _name, _fn in REGISTRY.items():
     app.task(name=_name, bind=False)(_fn)
+
+
+@signals.task_prerun.connect
+def _bind_log_ids(task=None, **_):
+    """The ids of the request or operation that queued the task, on the task's logs."""
+    from structlog.contextvars import bind_contextvars, clear_contextvars
+
+    clear_contextvars()
+    ids = task.request.get("log_ids") if task is not None else None
+    if isinstance(ids, dict):
+        bind_contextvars(**{k: str(v)[:64] for k, v in ids.items() if k.endswith("_id")})

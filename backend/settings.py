@@ -80,6 +80,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "backend.core.logs.RequestIdMiddleware",  # X-Request-ID, bound for the request's logs (async)
     "backend.core.concurrency.ConcurrencyLimitMiddleware",  # HTTP_MAX_CONCURRENCY requests at once (async)
     # Everything below runs as one synchronous group: a single thread hop per request instead of
     # one per middleware and direction (backend/core/middleware.py has the figures).
@@ -428,11 +429,23 @@ if PRODUCTION:
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$", r"^readyz$"]
 X_FRAME_OPTIONS = "DENY"
 
+# Logs (backend/core/logs.py): structlog renders every record, with the request, socket and
+# operation ids bound for its work and sensitive values redacted; JSON lines in production.
+from backend.core import logs as _logs  # noqa: E402
+
+LOG_FORMAT = env("LOG_FORMAT", "json" if PRODUCTION else "console")  # json | console
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"structured": _logs.formatter(LOG_FORMAT)},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+_logs.configure_structlog()
+
+# Errors to Sentry when SENTRY_DSN is set, scrubbed like the logs (no default PII).
+SENTRY_DSN = env("SENTRY_DSN")
+if SENTRY_DSN:
+    _logs.init_sentry(SENTRY_DSN, environment=DJANGO_ENV,
+                      traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0))

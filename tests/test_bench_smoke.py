@@ -44,8 +44,10 @@ def test_search_latency(tmp_path):
 
 def test_streaming(tmp_path):
     record = run("streaming", tmp_path)
-    assert record["load"]["5"]["success_rate"] == 1.0
-    assert record["websocket"]["first_token"]["n"] == 3
+    assert record["unpaced"]["completed"] == record["paced"]["completed"] == 5
+    assert record["websocket"]["first_token"]["n"] == 2
+    assert record["resume"]["exact"] == record["resume"]["clients"] == 3
+    assert record["retries"]["duplicated"] == 0 and record["retries"]["subscriptions"] == 20
 
 
 def test_load(tmp_path):

@@ -45,7 +45,7 @@ def test_operations_cover_the_schema():
 def test_apollo_client_end_to_end():
     npm("codegen")
     output = npm("test:apollo")
-    assert "# fail 0" in output and "# pass 6" in output, output[-4000:]
+    assert "# fail 0" in output and "# pass 7" in output, output[-4000:]
 
 
 def test_graphiql_in_headless_chromium():

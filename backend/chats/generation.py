@@ -15,6 +15,7 @@ reads it again, which is never more than SAVE_EVERY behind.
 """
 
 import asyncio
+import contextvars
 import logging
 import threading
 import weakref
@@ -176,9 +177,10 @@ def launch(turn) -> Job:
     loop = _loop()
     job = Job(turn, loop)
     _jobs[job.pk] = job
+    context = contextvars.copy_context()  # the job's logs carry the ids of the operation that started it
 
     def start():
-        job.task = loop.create_task(job.run())
+        job.task = loop.create_task(job.run(), context=context)
 
     try:
         running = asyncio.get_running_loop()

@@ -6,6 +6,7 @@ to Celery workers, which run the very same function (see ``backend/celery.py``).
 idempotent: a task may run again after a crash or a redelivery.
 """
 
+import contextvars
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -43,7 +44,8 @@ class InProcessRunner:
             close_old_connections()
 
     def submit(self, name: str, *args) -> None:
-        future = self.executor.submit(self._run, name, args)
+        # In the submitter's context: the task's logs carry its request or operation id.
+        future = self.executor.submit(contextvars.copy_context().run, self._run, name, args)
         with self.lock:
             self.pending.add(future)
         future.add_done_callback(lambda f: self._forget(f))
@@ -68,7 +70,9 @@ class CeleryRunner:
     def submit(self, name: str, *args) -> None:
         from backend.celery import app
 
-        app.send_task(name, args=list(args))
+        from .logs import current_ids
+
+        app.send_task(name, args=list(args), headers={"log_ids": current_ids()})
 
     def wait_idle(self, timeout: float = 60) -> bool:
         return True

@@ -119,6 +119,8 @@ def _process(document: Document) -> None:
         Collection.objects.filter(pk=document.collection_id).update(index_version=F("index_version") + 1)
         _set(document, status=Document.Status.READY, stage="ready", progress=100, chunk_count=len(created),
              processed_at=timezone.now())
+    logger.info("document %s ingested: %d pages, %d chunks", document.pk, extracted.page_count, len(created),
+                extra={"document_id": document.pk, "file_type": document.file_type})
 
 
 @task("documents.sync_index")

@@ -34,6 +34,10 @@ class SocketCredential(SchemaExtension):
 
     async def on_operation(self):
         context = self.execution_context.context
+        if getattr(context, "ws", None) is not None:  # each operation on a socket: an id of its own
+            from backend.core.logs import bind, new_id
+
+            bind(operation_id=new_id())
         credential = getattr(context, "credential", None)
         if getattr(context, "ws", None) is not None and credential is not None:
             from backend.core.concurrency import in_thread_pool

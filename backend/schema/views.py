@@ -147,6 +147,9 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
     graphql_transport_ws_handler_class = TransportWSHandler
 
     async def connect(self) -> None:
+        from backend.core.logs import bind, new_id
+
+        bind(socket_id=new_id())  # on this socket's logs, and its operations'
         events.bind_server_loop(asyncio.get_running_loop())
         metrics.WEBSOCKETS.inc()
         self.counted = True
