@@ -144,3 +144,49 @@ def test_the_compose_file_runs_the_worker_the_tests_run_and_can_scale_the_api():
     assert "BEHIND_TLS_PROXY:-false" in services["backend"]["environment"]["BEHIND_TLS_PROXY"]
     assert "pgvector" in services["db"]["image"]
     assert services["backend"]["environment"]["VECTOR_BACKEND"] == "pgvector"  # as tests/test_deployment.py runs
+
+
+def test_the_dockerfile_copies_and_runs_only_what_exists():
+    """No Docker engine here: the image's recipe is checked against the repository instead. Every
+    file it copies exists, every management command it runs is one, its server and worker
+    commands name modules that load, it runs as a non-root user, and the compose file's health
+    check asks a path the app serves."""
+    import importlib
+    import re
+    import shlex
+
+    import yaml
+    from django.core.management import get_commands
+    from django.urls import resolve
+
+    text = (ROOT / "Dockerfile").read_text()
+    instructions = [line.strip() for line in re.sub(r"\\\n\s*", " ", text).splitlines()
+                    if line.strip() and not line.lstrip().startswith("#")]
+    stages = 0
+    for line in instructions:
+        keyword, _, rest = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            stages += 1
+        if keyword == "COPY" and "--from=" not in rest:
+            sources = [part for part in shlex.split(rest) if not part.startswith("--")][:-1]
+            for source in sources:
+                # The first stage copies from backend/graphiql/ relative to the repository root.
+                assert (ROOT / source).exists(), f"COPY {source}: no such file"
+        for command in re.findall(r"manage\.py (\w+)", line):
+            assert command in get_commands(), f"manage.py {command}: no such command"
+    assert stages == 2
+    cmd = next(line for line in instructions if line.upper().startswith("CMD"))
+    module, _, attribute = re.search(r"daphne .*? ([\w.]+:\w+)", cmd).group(1).partition(":")
+    assert hasattr(importlib.import_module(module), attribute)
+    users = [line.split()[1] for line in instructions if line.upper().startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert (ROOT / "backend" / "graphiql" / "copy-assets.mjs").exists()
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    worker = compose["services"]["worker"]["command"]
+    assert worker[:3] == ["celery", "-A", "backend"] and importlib.util.find_spec("backend.celery")
+    check = " ".join(compose["services"]["backend"]["healthcheck"]["test"])
+    path = re.search(r"http://127\.0\.0\.1:8000(/\w+)", check).group(1)
+    resolve(path)  # a path the app serves
+    assert compose["services"]["backend"]["healthcheck"]["test"][1] == "python"  # in the image
