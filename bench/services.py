@@ -134,6 +134,44 @@ class Redis:
         self.process.wait(10)
 
 
+class S3:
+    """An S3-compatible server on 127.0.0.1: moto's server mode, with one bucket made."""
+
+    def __init__(self, directory: Path, bucket: str = "uploads"):
+        self.port, self.bucket = free_port(), bucket
+        self.log = open(directory / "s3.log", "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_port(self.port, self.process)
+        import boto3
+
+        boto3.client("s3", **self.client_options()).create_bucket(Bucket=bucket)
+
+    def client_options(self) -> dict:
+        return {"endpoint_url": self.url, "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+                "region_name": "us-east-1"}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict:
+        """The app's settings for this bucket (django-storages' S3 backend)."""
+        return {"STORAGE_BACKEND": "s3", "AWS_STORAGE_BUCKET_NAME": self.bucket, "AWS_S3_ENDPOINT_URL": self.url,
+                "AWS_S3_REGION_NAME": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+    def keys(self) -> list[str]:
+        import boto3
+
+        listed = boto3.client("s3", **self.client_options()).list_objects_v2(Bucket=self.bucket)
+        return [item["Key"] for item in listed.get("Contents", [])]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
 class AppProcess:
     """One process of the app (daphne or a Celery worker) in its own session, logging to a file."""
 

@@ -221,7 +221,7 @@ def test_many_concurrent_requests_across_two_processes_no_error_and_connections_
     {"DB_POOL_MAX_SIZE": 1, "HTTP_MAX_CONCURRENCY": 1, "HTTP_QUEUE_TIMEOUT": 0.02},  # the request queue's does
 ], ids=["pool-timeout", "queue-timeout"])
 def test_a_request_that_cannot_get_a_connection_gets_503_and_writes_nothing(deployment, limits):
-    tight = services.daphne(deployment.data, deployment.root / "tight.log", **{**deployment.env, **limits})
+    tight = services.daphne(deployment.root / "data-tight", deployment.root / "tight.log", **{**deployment.env, **limits})
     try:
         before = deployment.pg.execute("SELECT count(*) FROM chats_chat")[0][0]
         with concurrent.futures.ThreadPoolExecutor(40) as pool:
