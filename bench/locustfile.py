@@ -40,6 +40,7 @@ class ChatAppUser(HttpUser):
             self.host = random.choice(hosts)
             self.client.base_url = self.host
         self.email = f"locust-{uuid.uuid4().hex[:12]}@example.com"
+        self.client.get("/graphql/?query=%7B__typename%7D", name="csrf")  # the CSRF cookie, as a page's first query
         self.graphql(f'mutation {{ register(email: "{self.email}", password: "{PASSWORD}") {{ __typename }} }}',
                      name="register")
         self.login()
