@@ -157,9 +157,33 @@ async def _stream(url: str, token: str, chat_id: str, question: str) -> list[dic
 
 
 def test_upload_on_one_process_cited_rag_answer_on_the_other(deployment):
+    """Upload on web0 while web1 relays the collection's documentEvents (from the worker, through
+    Redis); then a cited answer streamed from web1."""
     with deployment.client(0) as client:
-        assert _upload(client, "trains.txt", b"The night train to Vienna leaves platform nine at eleven. "
-                                             b"Sleeping cars need a reservation.")["duplicate"] is False
+        collection = client.post("/graphql/", json={"query": "{ collections { edges { node { id } } } }"}).json()
+    collection_id = collection["data"]["collections"]["edges"][0]["node"]["id"]
+
+    async def upload_while_following():
+        ws = await _socket(f"ws://127.0.0.1:{deployment.web[1].port}/graphql/", deployment.token)
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
+            "query": "subscription($id: ID!) { documentEvents(collectionId: $id) { status stage document { title } } }",
+            "variables": {"id": collection_id}}}))
+        await asyncio.sleep(0.5)
+        with deployment.client(0) as client:
+            uploaded = await asyncio.to_thread(_upload, client, "trains.txt", b"The night train to Vienna leaves "
+                                               b"platform nine at eleven. Sleeping cars need a reservation.")
+        assert uploaded["duplicate"] is False
+        seen = []
+        while not seen or seen[-1]["status"] not in ("READY", "FAILED"):
+            message = json.loads(await asyncio.wait_for(ws.recv(), 120))
+            event = message["payload"]["data"]["documentEvents"]
+            if (event.get("document") or {}).get("title") == "trains":
+                seen.append(event)
+        await ws.close()
+        return seen
+
+    seen = asyncio.run(upload_while_following())
+    assert seen[-1]["status"] == "READY" and {"PROCESSING"} <= {e["status"] for e in seen}, seen
     docs = deployment.wait_finished({"trains"}, timeout=120)
     assert docs["trains"]["status"] == "READY", docs
     with deployment.client(1) as client:
