@@ -125,6 +125,8 @@ def test_the_compose_worker_ingests_pdfs_and_the_other_process_searches_them(dep
                                                        '{ document { title } } }'}).json()
     assert hits["data"]["searchDocuments"], hits
     assert deployment.index_files() == []  # no process keeps an index of its own
+    ready = httpx.get(f"{deployment.web[1].http}/readyz", timeout=30).json()
+    assert ready["status"] == "ok" and ready["checks"]["storage"] == {"ok": True, "backend": "S3Storage"}, ready
     stored = deployment.s3.keys()  # the worker read what web0 stored: on S3, not on a shared disk
     assert len(stored) >= len(pdfs) and deployment.local_uploads() == [], (stored, deployment.local_uploads())
 

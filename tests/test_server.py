@@ -29,6 +29,18 @@ def test_healthz_reports_each_part(client):
     assert body["checks"]["database"] == {"ok": True, "vendor": connection.vendor}
     assert body["checks"]["channel_layer"] == {"ok": True, "backend": "InMemoryChannelLayer"}
     assert body["checks"]["embedding_model"]["ok"] is True
+    assert body["checks"]["cache"] == {"ok": True, "backend": "LocMemCache"}
+    assert body["checks"]["storage"] == {"ok": True, "backend": "FileSystemStorage"}
+
+
+@pytest.mark.django_db
+def test_readiness_fails_when_the_bucket_cannot_be_reached(client, settings):
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": "uploads", "endpoint_url": "http://127.0.0.1:1", "region_name": "us-east-1",
+        "access_key": "testing", "secret_key": "testing"}}}
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["storage"]["ok"] is False
 
 
 @pytest.mark.django_db

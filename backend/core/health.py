@@ -2,8 +2,10 @@
 
 Liveness checks nothing but the process itself, so an orchestrator restarts a wedged process and
 not one whose database is briefly away; readiness (the same report under both names) takes a
-process out of the load balancer while a part it needs is down: the database, the channel layer,
-the embedding model, and the task broker when Celery is configured.
+process out of the load balancer while a part it needs is down: the database, the cache, the
+channel layer, the embedding model, the file storage (the bucket, with S3), and the task broker when
+Celery is configured. A small module rather than django-health-check: the channel layer and the
+embedding model are checks of our own, and the rest is a query or a call each.
 """
 
 import asyncio
@@ -31,6 +33,26 @@ async def _channel_layer() -> dict:
     return {"ok": message.get("type") == "healthz.ping", "backend": type(layer).__name__}
 
 
+def _cache() -> dict:
+    from django.core.cache import caches
+
+    cache = caches["default"]
+    key = f"readyz:{id(object())}"
+    cache.set(key, 1, 10)
+    ok = cache.get(key) == 1
+    cache.delete(key)
+    return {"ok": ok, "backend": type(cache).__name__}
+
+
+def _storage() -> dict:
+    """The uploads' storage answers (S3: the bucket exists and the credentials may read it)."""
+    from django.core.files.storage import storages
+
+    storage = storages["default"]
+    storage.exists("readyz-probe")  # a HEAD on S3, a stat on disk; raises when unreachable
+    return {"ok": True, "backend": type(storage).__name__}
+
+
 def _broker() -> dict:
     from django.conf import settings
 
@@ -53,7 +75,9 @@ async def healthz(request):
     checks = {}
     for name, check in (
         ("database", sync_to_async(_database)),
+        ("cache", sync_to_async(_cache)),
         ("channel_layer", _channel_layer),
+        ("storage", sync_to_async(_storage)),
         ("embedding_model", sync_to_async(_embeddings)),
         ("broker", sync_to_async(_broker)),
     ):
