@@ -14,6 +14,7 @@ from backend.core import logs
 from backend.core.tasks import runner
 
 from .conftest import PASSWORD
+from .test_chats import alice_user, fake, openai  # noqa: F401 - fixtures
 
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,6 +25,8 @@ SECRET_TEXT = "The vault combination is seven eleven twenty-three."
 @pytest.fixture
 def json_logs():
     """The production set-up: every record through structlog's formatter, as JSON lines."""
+    import backend.asgi  # noqa: F401 - its django.setup() configures logging again: before our handler
+
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logs.make_formatter("json"))
@@ -150,3 +153,22 @@ def test_scrub_event_drops_credentials_from_requests():
                                               "Accept": "*/*"}
     assert scrubbed["request"]["data"] == scrubbed["request"]["cookies"] == logs.REDACTED
     assert scrubbed["extra"] == {"api_key": logs.REDACTED, "model": "gpt-4"}
+
+
+@pytest.mark.asyncio
+async def test_an_answers_logs_carry_its_socket_and_operation_ids(alice_user, openai, json_logs):
+    from .test_resumable_streams import SEND, rest, socket_for
+    from .test_chats import new_chat
+
+    _, gid = await new_chat(alice_user, "gpt-4")
+    ws = await socket_for(alice_user)
+    await ws.subscribe(SEND, {"chat": gid, "content": "Tell me a secret"})
+    events = await rest(ws)
+    await ws.close()
+    answer_id = int(__import__("strawberry").relay.GlobalID.from_id(events[-1]["message"]["id"]).node_id)
+    found = [r for r in lines(json_logs) if r.get("answer_id") == answer_id]
+    assert len(found) == 1, [r["event"] for r in lines(json_logs)][-20:]
+    record = found[0]
+    assert record["status"] == "COMPLETE" and record["generator"] == "gpt-4"
+    assert len(record["socket_id"]) == 32 and len(record["operation_id"]) == 32  # the job kept its operation's ids
+    assert "Tell me a secret" not in json_logs.getvalue()

@@ -75,6 +75,10 @@ def finish_turn(turn, content: str, status: str, *, first_token_ms=None, error: 
         answer.groundedness, answer.unsupported_sentences = round(score, 4), unsupported
     answer.save()
     metrics.TURNS.labels(status, answer.error_code or "").inc()
+    logger.info("answer %s %s", answer.pk, status, extra={
+        "answer_id": answer.pk, "status": status, "error_code": answer.error_code or None,
+        "generator": turn.generator, "completion_tokens": answer.completion_tokens,
+        "latency_ms": answer.latency_ms, "first_token_ms": first_token_ms})
     Chat.objects.filter(pk=turn.chat.pk).update(updated_at=timezone.now())
     return answer, Chat.objects.get(pk=turn.chat.pk)
 

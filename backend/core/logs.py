@@ -23,7 +23,7 @@ import structlog
 from structlog.contextvars import bind_contextvars, get_contextvars, reset_contextvars
 
 REDACTED = "[redacted]"
-SENSITIVE = re.compile(r"pass(word|phrase)?|secret|token|api_?key|authori[sz]ation|cookie|csrf|session|"
+SENSITIVE = re.compile(r"pass(word|phrase)?|secret|token$|api_?key|authori[sz]ation|cookie|csrf|session|"
                        r"^(content|text|delta|chunk|passages?|snippet|document_text)$", re.IGNORECASE)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
