@@ -15,7 +15,26 @@ def _isolated(settings, tmp_path):
     settings.DATA_DIR = tmp_path
     cache.clear()
     yield
+    _stop_answers()
     cache.clear()
+
+
+def _stop_answers(timeout: float = 10) -> None:
+    """Answers are written to their end whoever listens: one a test left running would still be
+    writing when the next test's database is flushed. Stop them and wait (this fixture is torn
+    down before pytest-django's database fixture)."""
+    import time
+
+    from backend.chats import generation
+
+    for pk, job in list(generation._jobs.items()):
+        if job.loop.is_closed() or not job.loop.is_running():  # its test's event loop has ended
+            generation._jobs.pop(pk, None)
+        else:
+            generation.cancel_here(pk)
+    deadline = time.monotonic() + timeout
+    while generation._jobs and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 @pytest.fixture
