@@ -323,11 +323,11 @@ async def test_provider_keys_are_encrypted_at_rest_and_never_logged(alice_user, 
 async def test_growing_answers_of_concurrent_streams_are_written_together(alice_user, openai, monkeypatch):
     """A page reloaded mid-answer shows the answer so far; hundreds of streams cost one write
     every half second between them, not two queries each."""
-    from backend.chats import generation
+    from backend.chats import saves
 
     writes = []
-    real = generation.save_partials
-    monkeypatch.setattr(generation, "save_partials",
+    real = saves.save_partials
+    monkeypatch.setattr(saves, "save_partials",
                         lambda contents, *rest: (contents and writes.append(dict(contents))) or real(contents, *rest))
     streams = [await long_answer(alice_user, openai, 60) for _ in range(4)]
     chats, sockets = [chat for chat, _, _ in streams], [ws for _, ws, _ in streams]

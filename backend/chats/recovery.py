@@ -1,6 +1,6 @@
 """Answers whose process died while writing them: INTERRUPTED with the text saved so far.
 
-A job saves its answer every half second and touches it every few seconds (``generation``); an
+A job saves its answer every half second and touches it every few seconds (``saves``); an
 answer STREAMING and untouched for STREAM_STALE_AFTER has no process left. Web processes sweep
 for them periodically; a process that is the only one (no shared channel layer: the embedded
 set-up) finishes every STREAMING answer as it starts, since none can be running.
@@ -35,7 +35,7 @@ def interrupt_orphans(cutoff=None) -> int:
 
 def start() -> threading.Thread | None:
     """At start-up, and every STREAM_SWEEP_INTERVAL s on a daemon thread of this web process."""
-    from .generation import cross_process
+    from .saves import cross_process
 
     alone = not cross_process()
     started = timezone.now()

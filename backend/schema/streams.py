@@ -13,7 +13,7 @@ from typing import Annotated
 import strawberry
 from strawberry import relay
 
-from backend.chats import generation, services, turn
+from backend.chats import following, generation, services, turn
 from backend.chats.models import Message
 from backend.chats.stream import Done, Failed, Sources, Token
 from backend.core.concurrency import in_thread_pool
@@ -79,7 +79,7 @@ async def _follow(info: Info, answer: Message, offset: int, *, stop_on_complete:
     task = asyncio.current_task()
     finished = False
     try:
-        async for event in generation.follow(answer, offset):
+        async for event in following.follow(answer, offset):
             finished = isinstance(event, (Done, Failed))
             yield _graphql(event)
     finally:
