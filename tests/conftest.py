@@ -19,6 +19,7 @@ def _isolated(settings, tmp_path):
     cache.clear()
 
 
+
 def _stop_answers(timeout: float = 10) -> None:
     """Answers are written to their end whoever listens: one a test left running would still be
     writing when the next test's database is flushed. Stop them and wait (this fixture is torn
