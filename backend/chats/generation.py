@@ -178,8 +178,15 @@ def launch(turn) -> Job:
     return job
 
 
-def running_here(pk: int) -> Job | None:
-    return _jobs.get(pk)
+def record_cancel(pk: int) -> None:
+    """Ask for answer ``pk`` to stop wherever its job runs: the job reads this at its next save."""
+    Message.objects.filter(pk=pk, status=Message.Status.STREAMING).update(cancel_requested=True)
+
+
+def stop(pk: int) -> None:
+    """From async code: stop answer ``pk``, here at once, or through the database elsewhere."""
+    if not cancel_here(pk):
+        asyncio.ensure_future(in_thread_pool(record_cancel)(pk))
 
 
 def cancel_here(pk: int) -> bool:

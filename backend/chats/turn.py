@@ -222,6 +222,14 @@ def start_regeneration(user, message_id) -> Turn:
     return start_turn(user, old.chat_id, question.content, question=question)
 
 
+def followable(user, message_id) -> tuple[Message, Message | None]:
+    """An answer of ``user`` to follow (``answerStream``), and its question."""
+    answer = get_message(user, message_id)
+    if answer.role != Message.Role.ASSISTANT:
+        raise _field("messageId", "Only answers can be followed.", "NOT_AN_ANSWER")
+    return answer, question_of(answer)
+
+
 def versions(answer: Message) -> list[Message]:
     """Every answer to the same question, oldest first (just this one for a question)."""
     if answer.role != Message.Role.ASSISTANT or answer.reply_to_id is None:
@@ -248,7 +256,7 @@ def request_cancel(user, message_id) -> Message:
     message = get_message(user, message_id)
     if message.status != Message.Status.STREAMING:
         raise _field("id", "This answer is not being generated.", "NOT_STREAMING")
-    Message.objects.filter(pk=message.pk).update(cancel_requested=True)
+    generation.record_cancel(message.pk)
     if not generation.cancel_here(message.pk):
         stale = timezone.now() - timedelta(seconds=settings.STREAM_STALE_AFTER)
         Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING, updated_at__lt=stale).update(

@@ -94,6 +94,19 @@ class Provider(Protocol):
     def astream(self, messages: list[ChatMessage], params: Params) -> AsyncIterator[str]: ...
 
 
+# --- server-sent events ---------------------------------------------------------------------------
+
+async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The ``data:`` payloads of a server-sent event stream, up to ``[DONE]`` (both providers)."""
+    async for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        yield data
+
+
 # --- one HTTP client per event loop -----------------------------------------------------------
 
 _http_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
@@ -151,12 +164,7 @@ class OpenAIProvider:
         try:
             async with client.chat.completions.with_streaming_response.create(
                     **self._request(messages, params)) as response:
-                async for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
+                async for data in sse_data(response.iter_lines()):
                     chunk = json.loads(data)
                     if chunk.get("error"):
                         raise ProviderError(PROVIDER_ERROR, "OpenAI stopped with an error.")
@@ -225,12 +233,7 @@ class CloudflareProvider:
                     raise ProviderError(PROVIDER_UNAVAILABLE, "Cloudflare Workers AI is unavailable right now.")
                 if response.status_code >= 300:
                     raise ProviderError(PROVIDER_ERROR, "Cloudflare returned an error.")
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
+                async for data in sse_data(response.aiter_lines()):
                     try:
                         piece = json.loads(data).get("response", "")
                     except json.JSONDecodeError:

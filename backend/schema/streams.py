@@ -13,11 +13,10 @@ from typing import Annotated
 import strawberry
 from strawberry import relay
 
-from backend.chats import following, generation, services, turn
+from backend.chats import following, generation, turn
 from backend.chats.models import Message
 from backend.chats.stream import Done, Failed, Sources, Token
 from backend.core.concurrency import in_thread_pool
-from backend.core.errors import field_error
 
 from .chats import ChatParametersInput, ChatType, Citation, MessageType, StreamErrorCode, parameters_dict
 from .base import decode_id
@@ -84,19 +83,7 @@ async def _follow(info: Info, answer: Message, offset: int, *, stop_on_complete:
             yield _graphql(event)
     finally:
         if stop_on_complete and not finished and task in info.context.completed:
-            if not generation.cancel_here(answer.pk):  # it runs on another process: record the cancel
-                asyncio.ensure_future(in_thread_pool(_record_cancel)(answer.pk))
-
-
-def _record_cancel(pk: int) -> None:
-    Message.objects.filter(pk=pk, status=Message.Status.STREAMING).update(cancel_requested=True)
-
-
-def _started(user, answer_pk: int):
-    answer = services.get_message(user, answer_pk)
-    if answer.role != Message.Role.ASSISTANT:
-        raise field_error("messageId", "Only answers can be followed.", "NOT_AN_ANSWER")
-    return answer, turn.question_of(answer)
+            generation.stop(answer.pk)
 
 
 @strawberry.type
@@ -127,7 +114,7 @@ class Subscription:
     async def answer_stream(self, info: Info, message_id: relay.GlobalID, offset: int = 0
                             ) -> AsyncGenerator[ChatStreamEvent, None]:
         user = info.context.get_user()
-        answer, question = await in_thread_pool(_started)(user, decode_id(message_id, "Message"))
+        answer, question = await in_thread_pool(turn.followable)(user, decode_id(message_id, "Message"))
         if question is not None:
             yield StreamStarted(user_message=question, chat=answer.chat, message_id=message_id)
         async for event in _follow(info, answer, offset, stop_on_complete=False):
