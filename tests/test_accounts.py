@@ -17,7 +17,7 @@ from .conftest import PASSWORD, GraphQLClient, error_codes
 pytestmark = pytest.mark.django_db(transaction=True)
 
 USER_FIELDS = "id email username displayName bio isGuest emailVerified avatarUrl createdAt"
-ERRORS = "... on OperationInfo { messages { kind field code message } }"
+ERRORS = "... on AccountErrors { messages { field code message } }"
 
 REGISTER = f"""mutation($email: String!, $password: String!, $username: String) {{
   register(email: $email, password: $password, username: $username) {{ ... on User {{ {USER_FIELDS} }} {ERRORS} }}
@@ -78,7 +78,7 @@ def test_register_rejects_weak_passwords(gql, password):
 
 def test_register_rejects_duplicate_email_in_any_case(gql, user):
     result = gql(REGISTER, {"email": "ALICE@example.com", "password": PASSWORD, "username": "other"})
-    assert messages(result, "register") == [{"kind": "VALIDATION", "field": "email", "code": "EMAIL_TAKEN",
+    assert messages(result, "register") == [{"field": "email", "code": "EMAIL_TAKEN",
                                              "message": "An account with this email already exists."}]
 
 
@@ -86,7 +86,7 @@ def test_register_rejects_invalid_email_and_taken_username(gql, user):
     bad = gql(REGISTER, {"email": "not-an-email", "password": PASSWORD})
     assert messages(bad, "register")[0]["code"] == "INVALID_EMAIL"
     taken = gql(REGISTER, {"email": "x@example.com", "password": PASSWORD, "username": "Alice"})
-    assert messages(taken, "register")[0] == {"kind": "VALIDATION", "field": "username", "code": "USERNAME_TAKEN",
+    assert messages(taken, "register")[0] == {"field": "username", "code": "USERNAME_TAKEN",
                                               "message": "This username is taken."}
 
 
@@ -103,7 +103,7 @@ def test_wrong_password_and_unknown_email_get_the_same_answer(gql, user):
     wrong = gql(LOGIN, {"email": "alice@example.com", "password": "nope nope nope"})
     unknown = gql(LOGIN, {"email": "nobody@example.com", "password": "nope nope nope"})
     assert messages(wrong, "login") == messages(unknown, "login") == [
-        {"kind": "VALIDATION", "field": None, "code": "INVALID_CREDENTIALS", "message": "Invalid email or password."}]
+        {"field": None, "code": "INVALID_CREDENTIALS", "message": "Invalid email or password."}]
     assert gql(ME)["data"]["me"] is None
 
 
@@ -260,7 +260,7 @@ def test_avatar_must_be_an_image_by_content_and_not_too_large(alice, settings):
     assert messages(fake, "uploadAvatar")[0]["code"] == "NOT_AN_IMAGE"
     settings.AVATAR_MAX_BYTES = 1000
     big = alice.upload(UPLOAD_AVATAR, {"file": None}, {"variables.file": ("big.png", png_bytes((900, 900)) + b"\0" * 2000, "image/png")})
-    assert messages(big, "uploadAvatar")[0] == {"kind": "VALIDATION", "field": "file", "code": "FILE_TOO_LARGE",
+    assert messages(big, "uploadAvatar")[0] == {"field": "file", "code": "FILE_TOO_LARGE",
                                                 "message": "The image is larger than 0 KB."}
     assert User.objects.get(pk=alice.user.pk).avatar == ""
 
@@ -305,7 +305,7 @@ def test_expired_reset_token_is_refused(gql, user, settings):
     settings.PASSWORD_RESET_TIMEOUT = -1
     result = gql(RESET, {"u": uid, "t": token, "n": "another fine passphrase"})
     assert messages(result, "resetPassword")[0] == {
-        "kind": "VALIDATION", "field": "token", "code": "INVALID_TOKEN",
+        "field": "token", "code": "INVALID_TOKEN",
         "message": "This reset link is invalid or has expired. Ask for a new one."}
     assert User.objects.get(pk=user.pk).check_password(PASSWORD)
 
@@ -367,7 +367,7 @@ def test_bearer_requests_skip_csrf_and_ignore_the_session(user, make_user):
 
 def test_token_name_is_required(alice):
     result = alice(CREATE_TOKEN, {"name": "  "})
-    assert messages(result, "createApiToken")[0] == {"kind": "VALIDATION", "field": "name", "code": "REQUIRED",
+    assert messages(result, "createApiToken")[0] == {"field": "name", "code": "REQUIRED",
                                                      "message": "Give the token a name."}
 
 
@@ -439,7 +439,7 @@ def test_export_then_import_twice_is_idempotent(alice, bob):
     bad = bob(imp, {"d": {"format": "something else"}})
     assert messages(bad, "importMyData")[0]["code"] == "INVALID_FORMAT"
     bad_prefs = bob(imp, {"d": {**exported, "profile": {**exported["profile"], "preferences": {"theme": 3}}}})
-    assert messages(bad_prefs, "importMyData")[0] == {"kind": "VALIDATION", "field": "preferences.theme",
+    assert messages(bad_prefs, "importMyData")[0] == {"field": "preferences.theme",
                                                       "code": "WRONG_TYPE", "message": "Must be of type str."}
 
 

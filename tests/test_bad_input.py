@@ -90,7 +90,7 @@ def test_an_import_with_wrongly_typed_fields_is_refused_whole_and_export_still_w
     imported = [{"uid": "6f1a3c3e-1111-4111-8111-111111111111", "title": ["not", "text"], "model": 42,
                  "messages": [{"role": "user", "content": {"x": 1}}, {"role": "assistant", "content": 7,
                                                                        "sources": "nope", "rating": "five"}]}]
-    result = alice("mutation($d: JSON!) { importChats(data: $d) { ... on OperationInfo { messages { code message } } } }",
+    result = alice("mutation($d: JSON!) { importChats(data: $d) { ... on ChatErrors { messages { code message } } } }",
                    {"d": imported})
     [problem] = result["data"]["importChats"]["messages"]
     assert problem["code"] == "INVALID_FORMAT" and "[0].title: must be text" in problem["message"], result
@@ -151,7 +151,7 @@ def test_a_pixel_bomb_is_refused_from_its_header(alice):
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
     assert len(png) < 100_000
-    result = alice.upload("mutation($file: Upload!) { uploadAvatar(file: $file) { ... on OperationInfo { "
+    result = alice.upload("mutation($file: Upload!) { uploadAvatar(file: $file) { ... on AccountErrors { "
                           "messages { code message } } } }", {"file": None},
                           {"variables.file": ("me.png", png, "image/png")})
     [message] = result["data"]["uploadAvatar"]["messages"]

@@ -17,7 +17,7 @@ from backend.rag.providers import ChatMessage, ExtractiveGenerator
 from .conftest import error_codes
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ERRORS = "... on OperationInfo { messages { field code message } }"
+ERRORS = "... on ChatErrors { messages { field code message } }"
 
 
 def _chat_with_messages(user, title, texts, model="gpt-4"):
@@ -152,7 +152,7 @@ def test_regenerate_makes_a_new_version_in_place_and_keeps_the_old_one(alice):
     streaming = alice(f'mutation {{ regenerateMessage(id: "{gid}") {{ ... on Message {{ id }} }} }}')
     second = relay.GlobalID.from_id(streaming["data"]["regenerateMessage"]["id"]).node_id
     refused = alice(f'mutation {{ regenerateMessage(id: "{streaming["data"]["regenerateMessage"]["id"]}") '
-                    f'{{ ... on OperationInfo {{ messages {{ code }} }} }} }}')
+                    f'{{ ... on ChatErrors {{ messages {{ code }} }} }} }}')
     if Message.objects.get(pk=second).status == "STREAMING":  # still being written: stop it first
         assert refused["data"]["regenerateMessage"]["messages"][0]["code"] == "STILL_STREAMING"
 
@@ -246,7 +246,7 @@ def test_rag_defaults_come_from_preferences_then_chat_then_turn(alice):
     from backend.chats.params import effective_params
 
     alice("mutation { updatePreferences(preferences: { rag: { strategy: \"bm25\", k: 7 } }) { __typename } }")
-    bad = alice("mutation { updatePreferences(preferences: { rag: { strategy: \"psychic\" } }) { ... on OperationInfo { messages { field code } } } }")
+    bad = alice("mutation { updatePreferences(preferences: { rag: { strategy: \"psychic\" } }) { ... on AccountErrors { messages { field code } } } }")
     assert bad["data"]["updatePreferences"]["messages"] == [{"field": "preferences.rag.strategy", "code": "INVALID_CHOICE"}]
     alice.user.refresh_from_db()
     chat = services.create_chat(alice.user, model="rag-faiss", settings_={"rag": {"k": 3}})

@@ -210,7 +210,7 @@ def _mixed_request(base: str, token: str, n: int) -> httpx.Response:
         "{ me { email } }",
         "{ documents(first: 10) { totalCount edges { node { title status } } } }",
         '{ searchDocuments(query: "how are pages laid out", k: 3) { score } }',
-        'mutation { createChat(title: "load") { ... on Chat { id } ... on OperationInfo { messages { code } } } }',
+        'mutation { createChat(title: "load") { ... on Chat { id } ... on ChatErrors { messages { code } } } }',
     ]
     return _http.post(f"{base}/graphql/", json={"query": queries[n % len(queries)]},
                       headers={"Authorization": f"Bearer {token}"}, timeout=60)

@@ -19,7 +19,7 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 if not CORPUS.exists():
     CORPUS = Path("/work/shared/corpus")
 
-ERRORS = "... on OperationInfo { messages { kind field code message } }"
+ERRORS = "... on DocumentErrors { messages { field code message } }"
 UPLOAD = f"""mutation($file: Upload!, $collectionId: ID, $tags: [String!]) {{
   uploadDocument(file: $file, collectionId: $collectionId, tags: $tags) {{
     ... on UploadedDocument {{ duplicate code document {{ id title status fileType size tags collection {{ id }} }} }}
@@ -252,7 +252,7 @@ def test_sharing_does_not_tell_whether_an_email_has_an_account(alice, make_user)
     verified = make_user("known@example.com", email_verified_at=timezone.now())
     unverified = make_user("claimed@example.com")
     share = """mutation($id: ID!, $email: String!) { shareCollection(id: $id, email: $email, role: VIEWER) {
-      ... on Collection { shares { email role } } ... on OperationInfo { messages { code } } } }"""
+      ... on Collection { shares { email role } } ... on DocumentErrors { messages { code } } } }"""
     answers = [alice(share, {"id": collection, "email": e})["data"]["shareCollection"]
                for e in ("known@example.com", "claimed@example.com", "nobody@example.com")]
     assert all("shares" in a for a in answers), answers

@@ -7,7 +7,7 @@ from backend.recipes.models import Recipe
 from .conftest import error_codes
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ERRORS = "... on OperationInfo { messages { field code message } }"
+ERRORS = "... on RecipeErrors { messages { field code message } }"
 CREATE = f"""mutation($t: String!, $tpl: String!, $v: RecipeVisibility, $tags: [String!], $c: String) {{
   createRecipe(title: $t, template: $tpl, visibility: $v, tags: $tags, category: $c) {{
     ... on Recipe {{ id title variables visibility tags category isMine }} {ERRORS} }} }}"""

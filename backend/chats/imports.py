@@ -21,6 +21,7 @@ from backend.rag import catalog
 
 from .models import Chat, Message
 from .params import clean_settings
+from .codes import ChatErrorCode
 
 MAX_CHATS = 1000
 MAX_MESSAGES = 100_000  # in one import, all chats together
@@ -31,7 +32,7 @@ PAUSE = 0.1  # between two batches: longer than SQLite's busy-wait step (100 ms)
 
 
 def _fail(path: str, message: str):
-    return _field("data", f"{path}: {message}", "INVALID_FORMAT")
+    return _field("data", f"{path}: {message}", ChatErrorCode.INVALID_FORMAT)
 
 
 def _text(value, path: str, limit: int, default: str = "") -> str:

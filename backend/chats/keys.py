@@ -12,6 +12,7 @@ from backend.core.scoping import require_user as _require
 from backend.rag import catalog
 
 from .models import ProviderKey
+from .codes import ChatErrorCode
 
 
 def _fernet():
@@ -24,11 +25,11 @@ def _fernet():
 def set_provider_key(user, *, provider: str, api_key: str, account_id: str = "") -> ProviderKey:
     _require(user)
     if provider not in ("openai", "cloudflare"):
-        raise _field("provider", "openai or cloudflare.", "INVALID_CHOICE")
+        raise _field("provider", "openai or cloudflare.", ChatErrorCode.INVALID_CHOICE)
     if not api_key or len(api_key) > 500:
-        raise _field("apiKey", "Paste the key (at most 500 characters).", "REQUIRED")
+        raise _field("apiKey", "Paste the key (at most 500 characters).", ChatErrorCode.REQUIRED)
     if provider == "cloudflare" and not account_id:
-        raise _field("accountId", "Cloudflare needs your account id too.", "REQUIRED")
+        raise _field("accountId", "Cloudflare needs your account id too.", ChatErrorCode.REQUIRED)
     key, _ = ProviderKey.objects.update_or_create(
         owner=user, provider=provider,
         defaults={"secret": _fernet().encrypt(api_key.encode()), "account_id": account_id or ""})

@@ -19,6 +19,7 @@ from .models import AiPreset, Chat, Message
 from .imports import import_chats
 from .keys import default_model, require_chat_model
 from .params import known_model, clean_settings
+from .codes import ChatErrorCode
 
 # --- chats ----------------------------------------------------------------------------------
 
@@ -55,7 +56,7 @@ def create_chat(user, *, title: str = "", model: str | None = None, settings_: d
     known_model(model)
     clean = clean_settings(model, {**base, **(settings_ or {})})
     if len(title or "") > 200:
-        raise _field("title", "At most 200 characters.", "TOO_LONG")
+        raise _field("title", "At most 200 characters.", ChatErrorCode.TOO_LONG)
     require_chat_model(user, model, clean)
     return Chat.objects.create(owner=user, title=(title or "").strip(), model=model, settings=clean)
 
@@ -64,7 +65,7 @@ def update_chat(user, pk, *, title=None, model=None, settings_=None, pinned=None
     chat = get_chat(user, pk)
     if title is not None:
         if len(title) > 200:
-            raise _field("title", "At most 200 characters.", "TOO_LONG")
+            raise _field("title", "At most 200 characters.", ChatErrorCode.TOO_LONG)
         chat.title = title.strip()
     if model is not None:
         known_model(model)
@@ -88,11 +89,11 @@ def delete_chat(user, pk) -> None:
 def rate_message(user, pk, *, rating: int | None, comment: str = "") -> Message:
     message = get_message(user, pk)
     if message.role != Message.Role.ASSISTANT:
-        raise _field("id", "Only answers can be rated.", "NOT_AN_ANSWER")
+        raise _field("id", "Only answers can be rated.", ChatErrorCode.NOT_AN_ANSWER)
     if rating not in (1, -1, None):
-        raise _field("rating", "1 (up), -1 (down) or null.", "INVALID_CHOICE")
+        raise _field("rating", "1 (up), -1 (down) or null.", ChatErrorCode.INVALID_CHOICE)
     if len(comment or "") > 2000:
-        raise _field("comment", "At most 2000 characters.", "TOO_LONG")
+        raise _field("comment", "At most 2000 characters.", ChatErrorCode.TOO_LONG)
     message.rating = rating
     message.feedback_comment = comment or ""
     message.save(update_fields=["rating", "feedback_comment", "updated_at"])
@@ -113,9 +114,9 @@ def create_preset(user, *, name: str, model: str, temperature=0.7, top_p=None, m
     _require(user)
     name = (name or "").strip()
     if not name or len(name) > 100:
-        raise _field("name", "Between 1 and 100 characters.", "INVALID_LENGTH")
+        raise _field("name", "Between 1 and 100 characters.", ChatErrorCode.INVALID_LENGTH)
     if AiPreset.objects.filter(owner=user, name=name).exists():
-        raise _field("name", "You already have a preset with this name.", "DUPLICATE")
+        raise _field("name", "You already have a preset with this name.", ChatErrorCode.DUPLICATE)
     return AiPreset.objects.create(owner=user, name=name,
                                    **_preset_fields(model, temperature, top_p, max_tokens, system_prompt))
 
@@ -129,9 +130,9 @@ def update_preset(user, pk, **changes) -> AiPreset:
     if name is not None:
         name = name.strip()
         if not name or len(name) > 100:
-            raise _field("name", "Between 1 and 100 characters.", "INVALID_LENGTH")
+            raise _field("name", "Between 1 and 100 characters.", ChatErrorCode.INVALID_LENGTH)
         if AiPreset.objects.filter(owner=user, name=name).exclude(pk=preset.pk).exists():
-            raise _field("name", "You already have a preset with this name.", "DUPLICATE")
+            raise _field("name", "You already have a preset with this name.", ChatErrorCode.DUPLICATE)
         preset.name = name
     current = {"model": preset.model, "temperature": preset.temperature, "top_p": preset.top_p,
                "max_tokens": preset.max_tokens, "system_prompt": preset.system_prompt}
@@ -163,7 +164,7 @@ def export_chat(user, pk, fmt: str = "json") -> str:
     if fmt == "json":
         return json.dumps(_chat_dict(chat), indent=2, ensure_ascii=False)
     if fmt != "markdown":
-        raise _field("format", "json or markdown.", "INVALID_CHOICE")
+        raise _field("format", "json or markdown.", ChatErrorCode.INVALID_CHOICE)
     lines = [f"# {chat.title or 'Chat'}", "", f"Model: {chat.model}", ""]
     for m in Message.in_order(chat.messages.all()):
         lines += [f"## {m.role.capitalize()}", "", m.content, ""]
@@ -198,7 +199,7 @@ def _export_all(user) -> dict:
 
 def _import_all(user, data) -> dict:
     if not isinstance(data, dict):
-        raise _field("data.chats", "Must be an object.", "WRONG_TYPE")
+        raise _field("data.chats", "Must be an object.", ChatErrorCode.WRONG_TYPE)
     created = import_chats(user, data.get("chats", []))
     presets = 0
     for p in data.get("presets", []):

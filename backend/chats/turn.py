@@ -28,6 +28,7 @@ from .keys import credentials, rag_generator, require, require_model
 from .models import Chat, Message
 from .params import known_model, clean_settings, effective_params
 from .services import get_chat, get_message
+from .codes import ChatErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +109,9 @@ def start_turn(user, chat_id, content: str, *, client_id: str | None = None, mod
             return sent
     throttle("turn", f"user:{user.pk}", "Too many messages.")
     if not content:
-        raise _field("content", "Type a message.", "REQUIRED")
+        raise _field("content", "Type a message.", ChatErrorCode.REQUIRED)
     if len(content) > 32000:
-        raise _field("content", "At most 32000 characters.", "TOO_LONG")
+        raise _field("content", "At most 32000 characters.", ChatErrorCode.TOO_LONG)
     if model is not None and model != chat.model:
         known_model(model)
         chat.model = model
@@ -178,7 +179,7 @@ def _clean_client_id(value) -> str:
     value = str(value)
     if not 1 <= len(value) <= CLIENT_ID_MAX or not value.isascii() or not value.isprintable():
         raise _field("clientMessageId", f"1 to {CLIENT_ID_MAX} printable ASCII characters (a UUID, say).",
-                     "INVALID")
+                     ChatErrorCode.INVALID_CLIENT_ID)
     return value
 
 
@@ -189,11 +190,11 @@ def _sent(chat: Chat, client_id: str, content: str) -> Turn | None:
         return None
     if question.content != content:
         raise _field("clientMessageId", "This id was sent with another message; make a new one per message.",
-                     "CLIENT_ID_REUSED")
+                     ChatErrorCode.CLIENT_ID_REUSED)
     answer = (Message.objects.filter(reply_to=question, superseded=False).order_by("-id").first()
               or Message.objects.filter(reply_to=question).order_by("-id").first())
     if answer is None:
-        raise _field("clientMessageId", "This message has no answer to follow.", "NO_ANSWER")
+        raise _field("clientMessageId", "This message has no answer to follow.", ChatErrorCode.NO_ANSWER)
     return Turn(chat, question, answer, None, [], Params(), attached=True)
 
 
@@ -211,12 +212,12 @@ def start_regeneration(user, message_id) -> Turn:
     (the earlier ones are kept, with their ratings). A refused turn (model, quota) changes nothing."""
     old = get_message(user, message_id)
     if old.role != Message.Role.ASSISTANT:
-        raise _field("id", "Only answers can be regenerated.", "NOT_AN_ANSWER")
+        raise _field("id", "Only answers can be regenerated.", ChatErrorCode.NOT_AN_ANSWER)
     if old.status == Message.Status.STREAMING:
-        raise _field("id", "This answer is still being written: stop it first.", "STILL_STREAMING")
+        raise _field("id", "This answer is still being written: stop it first.", ChatErrorCode.STILL_STREAMING)
     question = question_of(old)
     if question is None:
-        raise _field("id", "There is no question to answer.", "NO_QUESTION")
+        raise _field("id", "There is no question to answer.", ChatErrorCode.NO_QUESTION)
     if old.reply_to_id is None:  # an answer from before versions: it becomes the first version
         Message.objects.filter(pk=old.pk).update(reply_to=question)
     return start_turn(user, old.chat_id, question.content, question=question)
@@ -226,7 +227,7 @@ def followable(user, message_id) -> tuple[Message, Message | None]:
     """An answer of ``user`` to follow (``answerStream``), and its question."""
     answer = get_message(user, message_id)
     if answer.role != Message.Role.ASSISTANT:
-        raise _field("messageId", "Only answers can be followed.", "NOT_AN_ANSWER")
+        raise _field("messageId", "Only answers can be followed.", ChatErrorCode.NOT_AN_ANSWER)
     return answer, question_of(answer)
 
 
@@ -241,7 +242,7 @@ def select_version(user, message_id) -> Message:
     """Make answer ``message_id`` the current version of its question's answer."""
     answer = get_message(user, message_id)
     if answer.role != Message.Role.ASSISTANT:
-        raise _field("id", "Only answers have versions.", "NOT_AN_ANSWER")
+        raise _field("id", "Only answers have versions.", ChatErrorCode.NOT_AN_ANSWER)
     if answer.reply_to_id is not None:
         with transaction.atomic():
             Message.objects.filter(reply_to_id=answer.reply_to_id).exclude(pk=answer.pk).update(superseded=True)
@@ -255,7 +256,7 @@ def request_cancel(user, message_id) -> Message:
     final state). An answer whose process died is finished here, CANCELLED."""
     message = get_message(user, message_id)
     if message.status != Message.Status.STREAMING:
-        raise _field("id", "This answer is not being generated.", "NOT_STREAMING")
+        raise _field("id", "This answer is not being generated.", ChatErrorCode.NOT_STREAMING)
     generation.record_cancel(message.pk)
     if not generation.cancel_here(message.pk):
         stale = timezone.now() - timedelta(seconds=settings.STREAM_STALE_AFTER)

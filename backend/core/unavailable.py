@@ -11,6 +11,7 @@ import sys
 
 from django.db import OperationalError
 from django.http import JsonResponse
+from .codes import ErrorCode
 
 RETRY_AFTER_SECONDS = 2
 MESSAGE = "The service is busy. Try again in a few seconds."
@@ -33,7 +34,7 @@ def is_unavailable(exc: BaseException | None) -> bool:
 
 
 def unavailable_response() -> JsonResponse:
-    response = JsonResponse({"errors": [{"message": MESSAGE, "extensions": {"code": "UNAVAILABLE"}}]}, status=503)
+    response = JsonResponse({"errors": [{"message": MESSAGE, "extensions": {"code": ErrorCode.UNAVAILABLE}}]}, status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
@@ -42,5 +43,5 @@ def server_error(request, *args, **kwargs):
     """handler500: 503 for an unavailable database, a plain JSON 500 for anything else."""
     if is_unavailable(sys.exc_info()[1]):
         return unavailable_response()
-    return JsonResponse({"errors": [{"message": "Unexpected error.", "extensions": {"code": "INTERNAL"}}]},
+    return JsonResponse({"errors": [{"message": "Unexpected error.", "extensions": {"code": ErrorCode.INTERNAL}}]},
                         status=500)

@@ -23,6 +23,7 @@ from backend.rag.parsing import extract_with_timeout
 from . import engines, recovery, vectors
 from .models import Chunk, Collection, Document
 from .services import publish_document_event
+from .codes import DocumentErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def ingest(document_id: int) -> None:
             _process(document)
     except Exception:  # an unexpected error must not leave the document PROCESSING
         logger.exception("ingestion of document %s failed", document_id)
-        fail(document, "INTERNAL", f"Something went wrong while processing this file. {FAILURE_HINT}")
+        fail(document, DocumentErrorCode.INTERNAL, f"Something went wrong while processing this file. {FAILURE_HINT}")
         return
 
 
@@ -86,7 +87,7 @@ def _process(document: Document) -> None:
         with default_storage.open(document.storage_key, "rb") as handle:
             data = handle.read()
     except (FileNotFoundError, OSError):
-        fail(document, "FILE_MISSING", "The uploaded file is missing from storage. Upload it again.")
+        fail(document, DocumentErrorCode.FILE_MISSING, "The uploaded file is missing from storage. Upload it again.")
         return
     try:
         extracted = extract_with_timeout(data, document.file_type, timeout=settings.DOCUMENT_PARSE_TIMEOUT,

@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from .models import Document
+from .codes import DocumentErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def sweep() -> dict:
         if status == Document.Status.PROCESSING and attempts >= settings.INGEST_MAX_ATTEMPTS:
             document = row.first()
             if document is not None:
-                fail(document, "INTERRUPTED", INTERRUPTED_MESSAGE.format(n=attempts))
+                fail(document, DocumentErrorCode.INTERRUPTED, INTERRUPTED_MESSAGE.format(n=attempts))
                 counts["failed"] += 1
             continue
         if row.update(status=Document.Status.PENDING, stage="requeued", heartbeat_at=timezone.now()):

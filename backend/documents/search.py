@@ -15,6 +15,7 @@ from backend.rag import retrieval
 
 from . import engines
 from .models import Chunk, Collection, Document
+from .codes import DocumentErrorCode
 
 
 @dataclass
@@ -53,16 +54,16 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
     require_user(user)
     query = (query or "").strip()
     if not query:
-        raise ValidationError({"query": ValidationError("Type something to search for.", code="REQUIRED")})
+        raise ValidationError({"query": ValidationError("Type something to search for.", code=DocumentErrorCode.REQUIRED)})
     if len(query) > 2000:
-        raise ValidationError({"query": ValidationError("At most 2000 characters.", code="TOO_LONG")})
+        raise ValidationError({"query": ValidationError("At most 2000 characters.", code=DocumentErrorCode.TOO_LONG)})
     if not 1 <= k <= 100:
-        raise ValidationError({"k": ValidationError("Between 1 and 100.", code="OUT_OF_RANGE")})
+        raise ValidationError({"k": ValidationError("Between 1 and 100.", code=DocumentErrorCode.OUT_OF_RANGE)})
     if not -1.0 <= threshold <= 1.0:
-        raise ValidationError({"threshold": ValidationError("Between -1 and 1.", code="OUT_OF_RANGE")})
+        raise ValidationError({"threshold": ValidationError("Between -1 and 1.", code=DocumentErrorCode.OUT_OF_RANGE)})
     if strategy not in retrieval.STRATEGIES:
         raise ValidationError({"strategy": ValidationError(f"One of {', '.join(retrieval.STRATEGIES)}.",
-                                                           code="INVALID_CHOICE")})
+                                                           code=DocumentErrorCode.INVALID_CHOICE)})
     collections = list(Collection.objects.visible_to(user).only("pk", "index_version"))
     if collection_ids:
         wanted = {str(c) for c in collection_ids}

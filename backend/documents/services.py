@@ -29,6 +29,7 @@ from backend.rag import loaders
 
 from . import engines, vectors
 from .models import Chunk, Collection, CollectionShare, Document, Role
+from .codes import DocumentErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -73,16 +74,16 @@ def get_collection(user, pk, *, need: str = Role.VIEWER) -> Collection:
 def _clean_name(name: str) -> str:
     name = (name or "").strip()
     if not name:
-        raise ValidationError({"name": ValidationError("Give the collection a name.", code="REQUIRED")})
+        raise ValidationError({"name": ValidationError("Give the collection a name.", code=DocumentErrorCode.REQUIRED)})
     if len(name) > 200:
-        raise ValidationError({"name": ValidationError("At most 200 characters.", code="TOO_LONG")})
+        raise ValidationError({"name": ValidationError("At most 200 characters.", code=DocumentErrorCode.TOO_LONG)})
     return name
 
 
 def create_collection(user, *, name: str, description: str = "") -> Collection:
     _require(user)
     if len(description or "") > 5000:
-        raise ValidationError({"description": ValidationError("At most 5000 characters.", code="TOO_LONG")})
+        raise ValidationError({"description": ValidationError("At most 5000 characters.", code=DocumentErrorCode.TOO_LONG)})
     return Collection.objects.create(owner=user, name=_clean_name(name), description=description or "")
 
 
@@ -92,7 +93,7 @@ def update_collection(user, pk, *, name=None, description=None) -> Collection:
         collection.name = _clean_name(name)
     if description is not None:
         if len(description) > 5000:
-            raise ValidationError({"description": ValidationError("At most 5000 characters.", code="TOO_LONG")})
+            raise ValidationError({"description": ValidationError("At most 5000 characters.", code=DocumentErrorCode.TOO_LONG)})
         collection.description = description
     collection.save()
     return collection
@@ -101,7 +102,7 @@ def update_collection(user, pk, *, name=None, description=None) -> Collection:
 def delete_collection(user, pk) -> None:
     collection = get_collection(user, pk, need=Role.OWNER)
     if collection.is_default:
-        raise ValidationError(ValidationError("Your default collection cannot be deleted.", code="DEFAULT_COLLECTION"))
+        raise ValidationError(ValidationError("Your default collection cannot be deleted.", code=DocumentErrorCode.DEFAULT_COLLECTION))
     keys = list(collection.documents.values_list("storage_key", flat=True))
     index_key = vectors.key_for(collection)
     with transaction.atomic():
@@ -121,14 +122,14 @@ def share_collection(user, pk, *, email: str, role: str) -> CollectionShare:
 
     collection = get_collection(user, pk, need=Role.OWNER)
     if role not in (Role.VIEWER, Role.EDITOR):
-        raise ValidationError({"role": ValidationError("Share as VIEWER or EDITOR.", code="INVALID_CHOICE")})
+        raise ValidationError({"role": ValidationError("Share as VIEWER or EDITOR.", code=DocumentErrorCode.INVALID_CHOICE)})
     email = (email or "").strip().lower()
     try:
         validate_email(email)
     except ValidationError:
-        raise ValidationError({"email": ValidationError("Enter a valid email address.", code="INVALID_EMAIL")})
+        raise ValidationError({"email": ValidationError("Enter a valid email address.", code=DocumentErrorCode.INVALID_EMAIL)})
     if email == collection.owner.email.lower():
-        raise ValidationError({"email": ValidationError("You own this collection already.", code="SELF_SHARE")})
+        raise ValidationError({"email": ValidationError("You own this collection already.", code=DocumentErrorCode.SELF_SHARE)})
     target = User.objects.filter(email__iexact=email, is_active=True, is_guest=False,
                                  email_verified_at__isnull=False).first()
     share, _ = CollectionShare.objects.update_or_create(collection=collection, email=email,
@@ -156,13 +157,13 @@ def unshare_collection(user, pk, *, email: str | None = None, user_id=None) -> C
     elif user_id is not None:
         shares = shares.filter(user_id=user_id)
     else:
-        raise ValidationError({"email": ValidationError("Say whose access to remove.", code="REQUIRED")})
+        raise ValidationError({"email": ValidationError("Say whose access to remove.", code=DocumentErrorCode.REQUIRED)})
     if collection.owner_id != user.pk and not (shares.exists() and all(s.user_id == user.pk for s in shares)):
         raise Forbidden("Only the collection's owner can do this.")
     with transaction.atomic():
         deleted, _ = shares.delete()
         if not deleted:
-            raise ValidationError({"email": ValidationError("This collection is not shared so.", code="NOT_SHARED")})
+            raise ValidationError({"email": ValidationError("This collection is not shared so.", code=DocumentErrorCode.NOT_SHARED)})
         # Subscribers of the collection's events check their access again: the removed member's end.
         events.publish_group(events.collection_group(collection.pk), {"kind": ACCESS_CHANGED})
     return collection
@@ -185,11 +186,11 @@ def _clean_tags(tags) -> list[str]:
         if not tag:
             continue
         if len(tag) > TAG_MAX:
-            raise ValidationError({"tags": ValidationError(f"Tags have at most {TAG_MAX} characters.", code="TOO_LONG")})
+            raise ValidationError({"tags": ValidationError(f"Tags have at most {TAG_MAX} characters.", code=DocumentErrorCode.TOO_LONG)})
         if tag not in clean:
             clean.append(tag)
     if len(clean) > MAX_TAGS:
-        raise ValidationError({"tags": ValidationError(f"At most {MAX_TAGS} tags.", code="TOO_MANY")})
+        raise ValidationError({"tags": ValidationError(f"At most {MAX_TAGS} tags.", code=DocumentErrorCode.TOO_MANY)})
     return clean
 
 
@@ -230,10 +231,10 @@ def upload_document(user, upload, *, collection_id=None, tags=None, title: str |
     if upload.size > settings.DOCUMENT_MAX_BYTES:
         raise ValidationError({"file": ValidationError(
             f"This file is larger than {settings.DOCUMENT_MAX_BYTES // (1024 * 1024)} MB. Split it or compress it.",
-            code="FILE_TOO_LARGE")})
+            code=DocumentErrorCode.FILE_TOO_LARGE)})
     data = upload.read()
     if not data:
-        raise ValidationError({"file": ValidationError("This file is empty.", code="EMPTY_FILE")})
+        raise ValidationError({"file": ValidationError("This file is empty.", code=DocumentErrorCode.EMPTY_FILE)})
     try:
         kind = loaders.detect_type(data, name)
     except loaders.ExtractionError as exc:
@@ -314,7 +315,7 @@ def update_document(user, pk, *, title=None, tags=None, collection_id=None) -> D
         if title is not None:
             title = title.strip()
             if not title or len(title) > 300:
-                raise ValidationError({"title": ValidationError("Between 1 and 300 characters.", code="INVALID_LENGTH")})
+                raise ValidationError({"title": ValidationError("Between 1 and 300 characters.", code=DocumentErrorCode.INVALID_LENGTH)})
             document.title = title
         if tags is not None:
             document.tags = _clean_tags(tags)
@@ -325,10 +326,10 @@ def update_document(user, pk, *, title=None, tags=None, collection_id=None) -> D
                 # An editor of someone's collection cannot carry the owner's document to a place the
                 # owner cannot see (or the editor's own document into theirs): moves stay with one owner.
                 raise ValidationError({"collectionId": ValidationError(
-                    "A document moves only between collections of the same owner.", code="OTHER_OWNER")})
+                    "A document moves only between collections of the same owner.", code=DocumentErrorCode.OTHER_OWNER)})
             if Document.objects.filter(collection=target, sha256=document.sha256).exists():
                 raise ValidationError({"collectionId": ValidationError(
-                    "The target collection already holds this file.", code="DUPLICATE")})
+                    "The target collection already holds this file.", code=DocumentErrorCode.DUPLICATE)})
             document.collection = target
             moving = Chunk.objects.filter(document=document)
             moving.update(collection=target)
@@ -403,11 +404,11 @@ def _import(user, data) -> dict:
     """Collections by name (files are not part of an export, so documents are not recreated)."""
     if not isinstance(data, dict) or not isinstance(data.get("collections", []), list):
         raise ValidationError({"data.documents": ValidationError("Must be an object with 'collections'.",
-                                                                 code="WRONG_TYPE")})
+                                                                 code=DocumentErrorCode.WRONG_TYPE)})
     created = 0
     for item in data.get("collections", []):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise ValidationError({"data.documents": ValidationError("Each collection needs a name.", code="WRONG_TYPE")})
+            raise ValidationError({"data.documents": ValidationError("Each collection needs a name.", code=DocumentErrorCode.WRONG_TYPE)})
         if item.get("is_default"):
             default_collection(user)
             continue

@@ -6,13 +6,14 @@ from backend.core.errors import NotFound, Unauthenticated
 from backend.rag.loaders import CONTENT_TYPES
 
 from . import services
+from backend.core.codes import ErrorCode
 
 
 def download(request, uid):
     try:
         handle, document = services.open_original(request.user, uid)
     except Unauthenticated:
-        return JsonResponse({"error": {"code": "UNAUTHENTICATED", "message": "Sign in to download."}}, status=401)
+        return JsonResponse({"error": {"code": ErrorCode.UNAUTHENTICATED, "message": "Sign in to download."}}, status=401)
     except (NotFound, FileNotFoundError):
         raise Http404()
     response = FileResponse(handle, as_attachment=True, filename=document.original_name,

@@ -10,6 +10,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 PDF, DOCX, TXT, MD = "pdf", "docx", "txt", "md"
 EXTENSIONS = {PDF: {".pdf"}, DOCX: {".docx"}, TXT: {".txt", ".text"}, MD: {".md", ".markdown"}}
@@ -21,8 +22,21 @@ CONTENT_TYPES = {
 }
 
 
+class ExtractionCode(StrEnum):
+    """Why a file's text could not be read."""
+
+    UNSUPPORTED_TYPE = "UNSUPPORTED_TYPE"  # not a PDF, DOCX, text or Markdown file
+    EXTENSION_MISMATCH = "EXTENSION_MISMATCH"  # the content is one type, the name says another
+    ENCRYPTED = "ENCRYPTED"  # a PDF protected by a password
+    CORRUPT = "CORRUPT"  # damaged, or crashed the reader
+    TOO_LARGE = "TOO_LARGE"  # more pages, text or memory than the limits allow
+    ARCHIVE_TOO_LARGE = "ARCHIVE_TOO_LARGE"  # a DOCX that would inflate beyond the limits
+    NO_TEXT = "NO_TEXT"  # no text to read
+    TIMEOUT = "TIMEOUT"  # reading took longer than the limit
+
+
 class ExtractionError(Exception):
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: "ExtractionCode | str", message: str):
         super().__init__(message)
         self.code = code
         self.message = message
@@ -72,15 +86,15 @@ def check_archive(data: bytes) -> None:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         parts = archive.infolist()
     if len(parts) > DOCX_MAX_PARTS:
-        raise ExtractionError("ARCHIVE_TOO_LARGE", f"This file holds more than {DOCX_MAX_PARTS} parts.")
+        raise ExtractionError(ExtractionCode.ARCHIVE_TOO_LARGE, f"This file holds more than {DOCX_MAX_PARTS} parts.")
     total = 0
     for part in parts:
         total += part.file_size
         if part.file_size > 1024 * 1024 and part.file_size > DOCX_MAX_RATIO * max(part.compress_size, 1):
-            raise ExtractionError("ARCHIVE_TOO_LARGE", f"A part of this file ({part.filename}) would inflate "
+            raise ExtractionError(ExtractionCode.ARCHIVE_TOO_LARGE, f"A part of this file ({part.filename}) would inflate "
                                   f"{part.file_size // max(part.compress_size, 1)} times: it is refused as a zip bomb.")
     if total > DOCX_MAX_UNCOMPRESSED:
-        raise ExtractionError("ARCHIVE_TOO_LARGE", f"This file would inflate to {total // (1024 * 1024)} MB, more "
+        raise ExtractionError(ExtractionCode.ARCHIVE_TOO_LARGE, f"This file would inflate to {total // (1024 * 1024)} MB, more "
                               f"than the {DOCX_MAX_UNCOMPRESSED // (1024 * 1024)} MB allowed.")
 
 
@@ -121,11 +135,11 @@ def detect_type(data: bytes, filename: str) -> str:
     elif data and _looks_like_text(data):
         kind = MD if ext in EXTENSIONS[MD] else TXT
     else:
-        raise ExtractionError("UNSUPPORTED_TYPE", "This file is not a PDF, DOCX, text or Markdown file.")
+        raise ExtractionError(ExtractionCode.UNSUPPORTED_TYPE, "This file is not a PDF, DOCX, text or Markdown file.")
     if ext not in EXTENSIONS[kind]:
         expected = " or ".join(sorted(EXTENSIONS[kind]))
         raise ExtractionError(
-            "EXTENSION_MISMATCH", f"The file's content is {kind.upper()}, but its name ends in '{ext or 'nothing'}'. "
+            ExtractionCode.EXTENSION_MISMATCH, f"The file's content is {kind.upper()}, but its name ends in '{ext or 'nothing'}'. "
             f"Rename it to end in {expected} and upload it again.")
     return kind
 
@@ -149,11 +163,11 @@ def extract_pdf(data: bytes, max_pages: int) -> Extracted:
                 if not reader.decrypt(""):
                     raise FileNotDecryptedError
             except Exception:
-                raise ExtractionError("ENCRYPTED", "This PDF is protected by a password. Remove the password "
+                raise ExtractionError(ExtractionCode.ENCRYPTED, "This PDF is protected by a password. Remove the password "
                                       "(print or export it to a new PDF) and upload it again.")
         count = len(reader.pages)
         if count > max_pages:
-            raise ExtractionError("TOO_LARGE", f"This PDF has {count} pages; the limit is {max_pages}. "
+            raise ExtractionError(ExtractionCode.TOO_LARGE, f"This PDF has {count} pages; the limit is {max_pages}. "
                                   "Split it into smaller files.")
         pages = []
         for number, page in enumerate(reader.pages, start=1):
@@ -175,10 +189,10 @@ def extract_pdf(data: bytes, max_pages: int) -> Extracted:
         raise
     except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, AttributeError, IndexError,
             RecursionError, AssertionError, OSError, zipfile.BadZipFile) as exc:
-        raise ExtractionError("CORRUPT", "This PDF is damaged and cannot be read. Try saving it again "
+        raise ExtractionError(ExtractionCode.CORRUPT, "This PDF is damaged and cannot be read. Try saving it again "
                               f"from the program that made it. ({type(exc).__name__})")
     if count == 0:
-        raise ExtractionError("CORRUPT", "This PDF has no pages.")
+        raise ExtractionError(ExtractionCode.CORRUPT, "This PDF has no pages.")
     return Extracted(PDF, pages, metadata)
 
 
@@ -243,7 +257,7 @@ def extract_docx(data: bytes) -> Extracted:
         if props.created:
             metadata["created"] = props.created.isoformat()
     except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile, AttributeError, TypeError) as exc:
-        raise ExtractionError("CORRUPT", "This DOCX file is damaged and cannot be read. Open it in Word or "
+        raise ExtractionError(ExtractionCode.CORRUPT, "This DOCX file is damaged and cannot be read. Open it in Word or "
                               f"LibreOffice, save it again and upload the new file. ({type(exc).__name__})")
     result = [(n, _clean("\n".join(parts))) for n, parts in sorted(pages.items())]
     if header_texts:
@@ -258,7 +272,7 @@ def extract_docx(data: bytes) -> Extracted:
 def extract_text(data: bytes, kind: str) -> Extracted:
     text = decode_text(data)
     if text is None:
-        raise ExtractionError("CORRUPT", "We could not tell this file's text encoding. Save it as UTF-8 and "
+        raise ExtractionError(ExtractionCode.CORRUPT, "We could not tell this file's text encoding. Save it as UTF-8 and "
                               "upload it again.")
     return Extracted(kind, [(1, _clean(text))], {})
 
@@ -277,14 +291,14 @@ def extract(data: bytes, kind: str, *, max_pages: int = 2000, max_chars: int = 5
     elif kind in (TXT, MD):
         result = extract_text(data, kind)
     else:
-        raise ExtractionError("UNSUPPORTED_TYPE", "This file type is not supported.")
+        raise ExtractionError(ExtractionCode.UNSUPPORTED_TYPE, "This file type is not supported.")
     chars = sum(len(t) for _, t in result.pages)
     if chars > max_chars:
-        raise ExtractionError("TOO_LARGE", f"This file holds {chars:,} characters of text; the limit is "
+        raise ExtractionError(ExtractionCode.TOO_LARGE, f"This file holds {chars:,} characters of text; the limit is "
                               f"{max_chars:,}. Split it into smaller files.")
     if not any(t.strip() for _, t in result.pages):
         if kind == PDF:
-            raise ExtractionError("NO_TEXT", "This PDF has no text layer (it may be a scan). Run it through OCR "
+            raise ExtractionError(ExtractionCode.NO_TEXT, "This PDF has no text layer (it may be a scan). Run it through OCR "
                                   "to add one, then upload it again.")
-        raise ExtractionError("NO_TEXT", "This file contains no extractable text.")
+        raise ExtractionError(ExtractionCode.NO_TEXT, "This file contains no extractable text.")
     return result

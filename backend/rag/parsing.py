@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from .loaders import ExtractionError, Extracted, extract
+from .loaders import ExtractionCode, ExtractionError, Extracted, extract
 
 _HEADER = struct.Struct(">Q")
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the ``backend`` package
@@ -116,16 +116,16 @@ def extract_with_timeout(data: bytes, kind: str, *, timeout: float, max_pages: i
             answer = child.call(request, data, timeout)
         except TimeoutError:
             child.kill()
-            raise ExtractionError("TIMEOUT", f"Reading this file took longer than {timeout:g} seconds. It may be "
+            raise ExtractionError(ExtractionCode.TIMEOUT, f"Reading this file took longer than {timeout:g} seconds. It may be "
                                   "malformed; try saving it again or splitting it.")
         except _Broken:
             child.kill()
             if attempt == 2:
-                raise ExtractionError("CORRUPT", "This file crashed the reader. Try saving it again.")
+                raise ExtractionError(ExtractionCode.CORRUPT, "This file crashed the reader. Try saving it again.")
             continue
         _checkin(child)
         if answer[0] == "error":
-            raise ExtractionError(answer[1], answer[2])
+            raise ExtractionError(ExtractionCode(answer[1]), answer[2])
         return Extracted(answer[1], [(number, text) for number, text in answer[2]], answer[3])
     raise AssertionError("unreachable")
 
@@ -162,7 +162,7 @@ def _answer(request: dict, data: bytes) -> list:
     except ExtractionError as exc:
         return ["error", exc.code, exc.message]
     except MemoryError:
-        return ["error", "TOO_LARGE", "Reading this file needs more memory than the limit allows. Split it or "
+        return ["error", ExtractionCode.TOO_LARGE.value, "Reading this file needs more memory than the limit allows. Split it or "
                 "save it again with fewer images."]
     return ["ok", result.kind, result.pages, result.metadata]
 

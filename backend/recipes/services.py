@@ -13,6 +13,7 @@ from backend.core.errors import field_error as _field
 from backend.core.scoping import require_user as _require
 
 from .models import Recipe
+from .codes import RecipeErrorCode
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 EXPORT_FORMAT = "chat-backend.recipes"
@@ -33,22 +34,22 @@ def _clean(fields: dict) -> dict:
     if "title" in fields and fields["title"] is not None:
         title = fields["title"].strip()
         if not title or len(title) > 200:
-            raise _field("title", "Between 1 and 200 characters.", "INVALID_LENGTH")
+            raise _field("title", "Between 1 and 200 characters.", RecipeErrorCode.INVALID_LENGTH)
         clean["title"] = title
     if fields.get("template") is not None:
         template = fields["template"]
         if not template.strip() or len(template) > 20000:
-            raise _field("template", "Between 1 and 20000 characters.", "INVALID_LENGTH")
+            raise _field("template", "Between 1 and 20000 characters.", RecipeErrorCode.INVALID_LENGTH)
         if template.count("{{") != template.count("}}") or len(VARIABLE.findall(template)) != template.count("{{"):
-            raise _field("template", "Write variables as {{name}} (letters, digits, underscores).", "INVALID_TEMPLATE")
+            raise _field("template", "Write variables as {{name}} (letters, digits, underscores).", RecipeErrorCode.INVALID_TEMPLATE)
         clean["template"] = template
     if fields.get("description") is not None:
         if len(fields["description"]) > 2000:
-            raise _field("description", "At most 2000 characters.", "TOO_LONG")
+            raise _field("description", "At most 2000 characters.", RecipeErrorCode.TOO_LONG)
         clean["description"] = fields["description"]
     if fields.get("category") is not None:
         if len(fields["category"]) > 50:
-            raise _field("category", "At most 50 characters.", "TOO_LONG")
+            raise _field("category", "At most 50 characters.", RecipeErrorCode.TOO_LONG)
         clean["category"] = fields["category"].strip().lower()
     if fields.get("tags") is not None:
         tags = []
@@ -56,14 +57,14 @@ def _clean(fields: dict) -> dict:
             tag = str(tag).strip().lower()
             if tag and tag not in tags:
                 if len(tag) > 50:
-                    raise _field("tags", "Tags have at most 50 characters.", "TOO_LONG")
+                    raise _field("tags", "Tags have at most 50 characters.", RecipeErrorCode.TOO_LONG)
                 tags.append(tag)
         if len(tags) > 20:
-            raise _field("tags", "At most 20 tags.", "TOO_MANY")
+            raise _field("tags", "At most 20 tags.", RecipeErrorCode.TOO_MANY)
         clean["tags"] = tags
     if fields.get("visibility") is not None:
         if fields["visibility"] not in Recipe.Visibility.values:
-            raise _field("visibility", "PRIVATE or SHARED.", "INVALID_CHOICE")
+            raise _field("visibility", "PRIVATE or SHARED.", RecipeErrorCode.INVALID_CHOICE)
         clean["visibility"] = fields["visibility"]
     return clean
 
@@ -81,7 +82,7 @@ def get_recipe(user, pk, *, edit: bool = False) -> Recipe:
 def create_recipe(user, **fields) -> Recipe:
     _require(user)
     if not fields.get("title") or not fields.get("template"):
-        raise _field("title" if not fields.get("title") else "template", "Required.", "REQUIRED")
+        raise _field("title" if not fields.get("title") else "template", "Required.", RecipeErrorCode.REQUIRED)
     return Recipe.objects.create(owner=user, **_clean(fields))
 
 
@@ -108,7 +109,7 @@ def render_recipe(user, pk, values: dict) -> str:
     recipe = get_recipe(user, pk)
     missing = [name for name in variables(recipe.template) if values.get(name) in (None, "")]
     if missing:
-        raise ValidationError({f"variables.{name}": ValidationError(f"Give a value for '{name}'.", code="MISSING_VARIABLE")
+        raise ValidationError({f"variables.{name}": ValidationError(f"Give a value for '{name}'.", code=RecipeErrorCode.MISSING_VARIABLE)
                                for name in missing})
     Recipe.objects.filter(pk=recipe.pk).update(usage_count=F("usage_count") + 1)
     return VARIABLE.sub(lambda m: str(values[m.group(1)]), recipe.template)
@@ -130,16 +131,16 @@ def import_recipes(user, data) -> int:
     _require(user)
     items = data.get("recipes") if isinstance(data, dict) else data
     if not isinstance(items, list):
-        raise _field("data", "Not a recipe export.", "INVALID_FORMAT")
+        raise _field("data", "Not a recipe export.", RecipeErrorCode.INVALID_FORMAT)
     created = 0
     with transaction.atomic():
         for item in items:
             if not isinstance(item, dict):
-                raise _field("data", "Each recipe must be an object.", "INVALID_FORMAT")
+                raise _field("data", "Each recipe must be an object.", RecipeErrorCode.INVALID_FORMAT)
             fields = _clean({k: item.get(k) for k in ("title", "template", "description", "category", "tags",
                                                       "visibility")})
             if "title" not in fields or "template" not in fields:
-                raise _field("data", "Each recipe needs a title and a template.", "INVALID_FORMAT")
+                raise _field("data", "Each recipe needs a title and a template.", RecipeErrorCode.INVALID_FORMAT)
             try:
                 uid = uuid.UUID(str(item.get("uid")))
             except ValueError:

@@ -14,9 +14,10 @@ from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from . import chats, documents, quotas, recipes, streams, users
 from .checks import OperationChecks, OperationMetrics, SocketCredential
-from .errors import ErrorCodes, classify
+from .errors import ErrorCodes, TopLevelErrorCode, classify
 from .inputs import UPLOAD
 from .validation import AliasLimit, DepthLimit, ValidateOnce
+from backend.core.codes import ErrorCode
 
 logger = logging.getLogger("backend.graphql")
 
@@ -35,7 +36,7 @@ class Schema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
         # Expected errors (codes other than INTERNAL) are answers, not faults: don't log them.
         for error in errors:
-            if classify(error)[0] == "INTERNAL" and not (error.extensions or {}).get("code"):
+            if classify(error)[0] == ErrorCode.INTERNAL and not (error.extensions or {}).get("code"):
                 logger.error("GraphQL error: %s", error.message, exc_info=error.original_error)
 
 
@@ -59,6 +60,7 @@ def build_schema() -> Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
+        types=[TopLevelErrorCode],
         config=StrawberryConfig(disable_field_suggestions=True,
                                 scalar_map={quotas.BigInt: quotas.BIG_INT, Upload: UPLOAD}),
     )

@@ -16,10 +16,17 @@ from backend.rag import catalog
 from backend.rag.providers import ProviderErrorCode
 from backend.chats.models import AiPreset, Chat, Message
 
+from backend.chats.codes import ChatErrorCode
+
 from .base import Deleted, ScopedNode, decode_id
 from .context import Info
 from .documents import RetrievalStrategy
 from .users import input_to_patch
+from .payloads import error_types, mutation_of
+
+ChatErrors = error_types("Chat", ChatErrorCode, "Why a chat operation refused its input.")
+mutation = mutation_of(ChatErrors)
+
 
 MessageStatus = strawberry.enum(Message.Status, name="MessageStatus")
 
@@ -99,7 +106,11 @@ class MessageType(ScopedNode):
     completion_tokens: int
     latency_ms: int | None
     first_token_ms: int | None
-    error_code: str | None
+
+    @strawberry_django.field(only=["error_code"], description="Why the answer FAILED or was INTERRUPTED (null otherwise).")
+    def error_code(self) -> StreamErrorCode | None:
+        return ProviderErrorCode(self.error_code) if self.error_code else None
+
     error_message: str | None
     groundedness: float | None = strawberry_django.field(
         description="Share of the answer's sentences supported by the passages they cite.")
@@ -284,14 +295,14 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry_django.mutation
+    @mutation
     def create_chat(self, info: Info, title: str = "", model: str | None = None,
                     parameters: ChatParametersInput | None = None, preset_id: relay.GlobalID | None = None) -> ChatType:
         return services.create_chat(info.context.get_user(), title=title, model=model,
                                     settings_=parameters_dict(parameters),
                                     preset_id=decode_id(preset_id, "AiPreset") if preset_id else None)
 
-    @strawberry_django.mutation
+    @mutation
     def update_chat(self, info: Info, id: relay.GlobalID, title: str | None = None, model: str | None = None,
                     parameters: ChatParametersInput | None = None, pinned: bool | None = None,
                     archived: bool | None = None) -> ChatType:
@@ -299,27 +310,27 @@ class Mutation:
                                     settings_=parameters_dict(parameters) if parameters else None,
                                     pinned=pinned, archived=archived)
 
-    @strawberry_django.mutation
+    @mutation
     def delete_chat(self, info: Info, id: relay.GlobalID) -> Deleted:
         services.delete_chat(info.context.get_user(), _chat_pk(id))
         return Deleted(id=id)
 
-    @strawberry_django.mutation(description="Chats from exportChat(format: JSON): one or a list; repeats are skipped.")
+    @mutation(description="Chats from exportChat(format: JSON): one or a list; repeats are skipped.")
     def import_chats(self, info: Info, data: JSON) -> ImportedChats:
         return ImportedChats(created=imports.import_chats(info.context.get_user(), data))
 
-    @strawberry_django.mutation
+    @mutation
     def rate_message(self, info: Info, id: relay.GlobalID, rating: int | None, comment: str = "") -> MessageType:
         return services.rate_message(info.context.get_user(), _message_pk(id), rating=rating, comment=comment)
 
-    @strawberry_django.mutation(description="Stop an answer being written, on whichever server it runs; returns it "
+    @mutation(description="Stop an answer being written, on whichever server it runs; returns it "
                                             "in its final state (CANCELLED, with the text so far).")
     async def cancel_generation(self, info: Info, message_id: relay.GlobalID) -> MessageType:
         user, pk = info.context.get_user(), _message_pk(message_id)
         await in_thread_pool(turn.request_cancel)(user, pk)
         return await generation.settled(pk)
 
-    @strawberry_django.mutation(description="Answer the question of this answer again: returns the new answer, "
+    @mutation(description="Answer the question of this answer again: returns the new answer, "
                                             "STREAMING, to follow with answerStream. It takes the old one's place; "
                                             "the old one stays as an earlier version (versions, selectMessageVersion).")
     def regenerate_message(self, info: Info, id: relay.GlobalID) -> MessageType:
@@ -327,17 +338,17 @@ class Mutation:
         generation.launch(started)
         return started.answer
 
-    @strawberry_django.mutation(description="Show this version of an answer in its chat (see Message.versions).")
+    @mutation(description="Show this version of an answer in its chat (see Message.versions).")
     def select_message_version(self, info: Info, id: relay.GlobalID) -> MessageType:
         return turn.select_version(info.context.get_user(), _message_pk(id))
 
-    @strawberry_django.mutation
+    @mutation
     def create_ai_preset(self, info: Info, name: str, model: str, temperature: float = 0.7, top_p: float | None = None,
                          max_tokens: int = 1024, system_prompt: str = "") -> AiPresetType:
         return services.create_preset(info.context.get_user(), name=name, model=model, temperature=temperature,
                                       top_p=top_p, max_tokens=max_tokens, system_prompt=system_prompt)
 
-    @strawberry_django.mutation
+    @mutation
     def update_ai_preset(self, info: Info, id: relay.GlobalID, name: str | None = None, model: str | None = None,
                          temperature: float | None = None, top_p: float | None = None, max_tokens: int | None = None,
                          system_prompt: str | None = None) -> AiPresetType:
@@ -345,18 +356,18 @@ class Mutation:
                                       temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                       system_prompt=system_prompt)
 
-    @strawberry_django.mutation
+    @mutation
     def delete_ai_preset(self, info: Info, id: relay.GlobalID) -> Deleted:
         services.delete_preset(info.context.get_user(), decode_id(id, "AiPreset"))
         return Deleted(id=id)
 
-    @strawberry_django.mutation(description="Store your own key for a provider (encrypted; never shown again).")
+    @mutation(description="Store your own key for a provider (encrypted; never shown again).")
     def set_provider_key(self, info: Info, provider: Provider, api_key: str, account_id: str = "") -> ProviderKeyStatus:
         keys.set_provider_key(info.context.get_user(), provider=provider.value, api_key=api_key,
                                   account_id=account_id)
         return ProviderKeyStatus(provider=provider, is_set=True)
 
-    @strawberry_django.mutation
+    @mutation
     def clear_provider_key(self, info: Info, provider: Provider) -> ProviderKeyStatus:
         keys.clear_provider_key(info.context.get_user(), provider=provider.value)
         return ProviderKeyStatus(provider=provider, is_set=False)

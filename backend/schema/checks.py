@@ -7,6 +7,7 @@ from strawberry.extensions import SchemaExtension
 
 from .cost import operation_cost, paging_error
 from .inputs import text_error
+from backend.core.codes import ErrorCode
 
 
 class OperationChecks(SchemaExtension):
@@ -24,7 +25,7 @@ class OperationChecks(SchemaExtension):
 
     def _refuse(self, message: str, **details) -> None:
         self.execution_context.pre_execution_errors = [
-            GraphQLError(message, extensions={"code": "BAD_USER_INPUT", **details})]
+            GraphQLError(message, extensions={"code": ErrorCode.BAD_USER_INPUT, **details})]
 
 
 class SocketCredential(SchemaExtension):

@@ -18,10 +18,20 @@ from backend.documents import services
 from backend.documents.models import Chunk, Collection, CollectionShare, Document, Role
 from backend.rag import retrieval
 
+from backend.documents.codes import DocumentErrorCode
+
 from .base import Deleted, ScopedNode, decode_id
 from .context import Info
+from .payloads import error_types, mutation_of
+
+DocumentErrors = error_types("Document", DocumentErrorCode, "Why a document or collection operation refused its input, or why a document failed.")
+mutation = mutation_of(DocumentErrors)
+
 
 DocumentStatus = strawberry.enum(Document.Status, name="DocumentStatus")
+DocumentEventStatus = strawberry.enum(
+    enum.Enum("DocumentEventStatus", {**{s.name: s.value for s in Document.Status}, "DELETED": "DELETED"}),
+    description="The document's status after the event; DELETED when it is gone.")
 FileType = strawberry.enum(enum.Enum("FileType", {t.upper(): t for t in Document.FileType.values}), name="FileType")
 CollectionRole = strawberry.enum(Role, name="CollectionRole")
 
@@ -95,7 +105,11 @@ class DocumentType(ScopedNode):
     status: DocumentStatus
     stage: str
     progress: int
-    error_code: str | None
+
+    @strawberry_django.field(only=["error_code"], description="Why the document FAILED (null otherwise).")
+    def error_code(self) -> DocumentErrorCode | None:
+        return DocumentErrorCode(self.error_code) if self.error_code else None
+
     error_message: str | None
     chunk_count: int
     created_at: datetime
@@ -141,13 +155,14 @@ class CollectionType(ScopedNode):
 class UploadedDocument:
     document: DocumentType
     duplicate: bool
-    code: str | None = strawberry.field(description="DUPLICATE when this file was already in the collection.")
+    code: DocumentErrorCode | None = strawberry.field(
+        description="DUPLICATE when this file was already in the collection.")
 
 
 @strawberry.type
 class UploadFailure:
     file_name: str
-    code: str
+    code: DocumentErrorCode
     message: str
 
 
@@ -190,10 +205,10 @@ class SearchFiltersInput:
 @strawberry.type
 class DocumentEvent:
     document_id: relay.GlobalID
-    status: str
+    status: DocumentEventStatus
     stage: str
     progress: int
-    error_code: str | None
+    error_code: DocumentErrorCode | None
     document: DocumentType | None
 
 
@@ -217,7 +232,7 @@ def _collection_pk(value):
 
 def _uploaded(result) -> UploadedDocument:
     return UploadedDocument(document=result.document, duplicate=result.duplicate,
-                            code="DUPLICATE" if result.duplicate else None)
+                            code=DocumentErrorCode.DUPLICATE if result.duplicate else None)
 
 
 @strawberry.type
@@ -280,13 +295,13 @@ def _still_readable(context, collection_pk) -> bool:
 
 @strawberry.type
 class Mutation:
-    @strawberry_django.mutation(description="Upload a PDF, DOCX, TXT or MD file; it is processed in the background.")
+    @mutation(description="Upload a PDF, DOCX, TXT or MD file; it is processed in the background.")
     def upload_document(self, info: Info, file: Upload, collection_id: relay.GlobalID | None = None,
                         tags: list[str] | None = None, title: str | None = None) -> UploadedDocument:
         return _uploaded(services.upload_document(info.context.get_user(), file,
                                                   collection_id=_collection_pk(collection_id), tags=tags, title=title))
 
-    @strawberry_django.mutation(description="Several files at once; each succeeds or fails on its own.")
+    @mutation(description="Several files at once; each succeeds or fails on its own.")
     def upload_documents(self, info: Info, files: list[Upload], collection_id: relay.GlobalID | None = None,
                          tags: list[str] | None = None) -> UploadBatch:
         from django.core.exceptions import ValidationError
@@ -300,47 +315,47 @@ class Mutation:
             except ValidationError as exc:
                 error = next(iter(exc.error_dict.values()))[0] if hasattr(exc, "error_dict") else exc.error_list[0]
                 failed.append(UploadFailure(file_name=services.sanitize_filename(upload.name),
-                                            code=error.code or "INVALID", message=error.messages[0]))
+                                            code=DocumentErrorCode(error.code), message=error.messages[0]))
         return UploadBatch(uploaded=uploaded, failed=failed)
 
-    @strawberry_django.mutation
+    @mutation
     def update_document(self, info: Info, id: relay.GlobalID, title: str | None = None, tags: list[str] | None = None,
                         collection_id: relay.GlobalID | None = None) -> DocumentType:
         return services.update_document(info.context.get_user(), decode_id(id, "Document"), title=title, tags=tags,
                                         collection_id=_collection_pk(collection_id))
 
-    @strawberry_django.mutation(description="Delete the document, its file and its vectors.")
+    @mutation(description="Delete the document, its file and its vectors.")
     def delete_document(self, info: Info, id: relay.GlobalID) -> DocumentType:
         return services.delete_document(info.context.get_user(), decode_id(id, "Document"))
 
-    @strawberry_django.mutation
+    @mutation
     def create_collection(self, info: Info, name: str, description: str = "") -> CollectionType:
         return services.create_collection(info.context.get_user(), name=name, description=description)
 
-    @strawberry_django.mutation
+    @mutation
     def update_collection(self, info: Info, id: relay.GlobalID, name: str | None = None,
                           description: str | None = None) -> CollectionType:
         return services.update_collection(info.context.get_user(), decode_id(id, "Collection"), name=name,
                                           description=description)
 
-    @strawberry_django.mutation(description="Delete the collection with its documents, files and vectors.")
+    @mutation(description="Delete the collection with its documents, files and vectors.")
     def delete_collection(self, info: Info, id: relay.GlobalID) -> Deleted:
         services.delete_collection(info.context.get_user(), decode_id(id, "Collection"))
         return Deleted(id=id)
 
-    @strawberry_django.mutation
+    @mutation
     def share_collection(self, info: Info, id: relay.GlobalID, email: str, role: ShareRole) -> CollectionType:
         share = services.share_collection(info.context.get_user(), decode_id(id, "Collection"), email=email,
                                           role=role.value)
         return share.collection
 
-    @strawberry_django.mutation(description="Owner: remove a share by its email. Member: leave (userId: your id).")
+    @mutation(description="Owner: remove a share by its email. Member: leave (userId: your id).")
     def unshare_collection(self, info: Info, id: relay.GlobalID, email: str | None = None,
                            user_id: strawberry.ID | None = None) -> CollectionType:
         return services.unshare_collection(info.context.get_user(), decode_id(id, "Collection"), email=email,
                                            user_id=user_id)
 
-    @strawberry_django.mutation
+    @mutation
     def rebuild_index(self, info: Info, collection_id: relay.GlobalID) -> VectorStoreStats:
         return _stats(services.rebuild_index(info.context.get_user(), _collection_pk(collection_id)))
 
@@ -366,5 +381,6 @@ class Subscription:
                 document = await sync_to_async(Document.objects.filter(pk=message["document_id"]).first)()
                 yield DocumentEvent(
                     document_id=relay.GlobalID("Document", str(message["document_id"])),
-                    status=message["status"], stage=message["stage"], progress=message["progress"],
-                    error_code=message["error_code"] or None, document=document)
+                    status=DocumentEventStatus[message["status"]], stage=message["stage"], progress=message["progress"],
+                    error_code=DocumentErrorCode(message["error_code"]) if message["error_code"] else None,
+                    document=document)

@@ -11,10 +11,16 @@ from strawberry.scalars import JSON
 from strawberry_django.relay import DjangoListConnection
 
 from backend.recipes import services
+from backend.recipes.codes import RecipeErrorCode
 from backend.recipes.models import Recipe
 
 from .base import Deleted, ScopedNode, decode_id
 from .context import Info
+from .payloads import error_types, mutation_of
+
+RecipeErrors = error_types("Recipe", RecipeErrorCode, "Why a recipe operation refused its input.")
+mutation = mutation_of(RecipeErrors)
+
 
 Visibility = strawberry.enum(Recipe.Visibility, name="RecipeVisibility")
 
@@ -91,14 +97,14 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry_django.mutation
+    @mutation
     def create_recipe(self, info: Info, title: str, template: str, description: str = "", category: str = "",
                       tags: list[str] | None = None, visibility: Visibility = Recipe.Visibility.PRIVATE) -> RecipeType:
         return services.create_recipe(info.context.get_user(), title=title, template=template,
                                       description=description, category=category, tags=tags or [],
                                       visibility=Recipe.Visibility(visibility).value)
 
-    @strawberry_django.mutation
+    @mutation
     def update_recipe(self, info: Info, id: relay.GlobalID, title: str | None = None, template: str | None = None,
                       description: str | None = None, category: str | None = None, tags: list[str] | None = None,
                       visibility: Visibility | None = None) -> RecipeType:
@@ -106,23 +112,23 @@ class Mutation:
                                       description=description, category=category, tags=tags,
                                       visibility=Recipe.Visibility(visibility).value if visibility else None)
 
-    @strawberry_django.mutation
+    @mutation
     def delete_recipe(self, info: Info, id: relay.GlobalID) -> Deleted:
         services.delete_recipe(info.context.get_user(), _pk(id))
         return Deleted(id=id)
 
-    @strawberry_django.mutation(description="Copy a recipe (yours or a shared one) into your own, private.")
+    @mutation(description="Copy a recipe (yours or a shared one) into your own, private.")
     def copy_recipe(self, info: Info, id: relay.GlobalID) -> RecipeType:
         return services.copy_recipe(info.context.get_user(), _pk(id))
 
-    @strawberry_django.mutation(description="Fill in the template; a missing variable is a field error.")
+    @mutation(description="Fill in the template; a missing variable is a field error.")
     def render_recipe(self, info: Info, id: relay.GlobalID, variables: JSON) -> RenderedRecipe:
         if not isinstance(variables, dict):
             from django.core.exceptions import ValidationError
 
-            raise ValidationError({"variables": ValidationError("An object of name: value.", code="WRONG_TYPE")})
+            raise ValidationError({"variables": ValidationError("An object of name: value.", code=RecipeErrorCode.WRONG_TYPE)})
         return RenderedRecipe(text=services.render_recipe(info.context.get_user(), _pk(id), variables))
 
-    @strawberry_django.mutation(description="Import an exportRecipes document; importing twice adds nothing.")
+    @mutation(description="Import an exportRecipes document; importing twice adds nothing.")
     def import_recipes(self, info: Info, data: JSON) -> ImportedRecipes:
         return ImportedRecipes(created=services.import_recipes(info.context.get_user(), data))

@@ -19,8 +19,15 @@ from backend.users import preferences as prefs
 from backend.users import services
 from backend.users.models import ApiToken, User
 
+from backend.users.codes import AccountErrorCode
+
 from .base import ScopedNode, decode_id
 from .context import Info
+from .payloads import error_types, mutation_of
+
+AccountErrors = error_types("Account", AccountErrorCode, "Why an account operation refused its input.")
+mutation = mutation_of(AccountErrors)
+
 
 # --- preferences ----------------------------------------------------------------------------
 
@@ -217,7 +224,7 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry_django.mutation
+    @mutation
     def register(self, info: Info, email: str, password: str, username: str | None = None,
                  display_name: str | None = "") -> UserType:
         request = info.context.http_request
@@ -228,7 +235,7 @@ class Mutation:
         info.context.user = user
         return user
 
-    @strawberry_django.mutation(description="Sign in with email and password; sets the session cookie.")
+    @mutation(description="Sign in with email and password; sets the session cookie.")
     def login(self, info: Info, email: str, password: str) -> UserType:
         request = _http_request(info)
         user = services.authenticate(request, email=email, password=password)
@@ -244,26 +251,26 @@ class Mutation:
         info.context.user = None
         return True
 
-    @strawberry_django.mutation
+    @mutation
     def update_profile(self, info: Info, username: str | None = None, display_name: str | None = None,
                        bio: str | None = None, email: str | None = None,
                        current_password: str | None = None) -> UserType:
         return services.update_profile(info.context.get_user(), username=username, display_name=display_name,
                                        bio=bio, email=email, current_password=current_password)
 
-    @strawberry_django.mutation
+    @mutation
     def update_preferences(self, info: Info, preferences: PreferencesInput) -> UserType:
         return services.update_preferences(info.context.get_user(), input_to_patch(preferences))
 
-    @strawberry_django.mutation(description="PNG, JPEG, GIF or WebP; cropped and resized to a square.")
+    @mutation(description="PNG, JPEG, GIF or WebP; cropped and resized to a square.")
     def upload_avatar(self, info: Info, file: Upload) -> UserType:
         return services.upload_avatar(info.context.get_user(), file)
 
-    @strawberry_django.mutation
+    @mutation
     def remove_avatar(self, info: Info) -> UserType:
         return services.remove_avatar(info.context.get_user())
 
-    @strawberry_django.mutation(description="Also revokes your API tokens and ends your other sessions and sockets.")
+    @mutation(description="Also revokes your API tokens and ends your other sessions and sockets.")
     def change_password(self, info: Info, current_password: str, new_password: str) -> UserType:
         user = services.change_password(info.context.get_user(), current_password=current_password,
                                         new_password=new_password)
@@ -272,34 +279,34 @@ class Mutation:
             auth.update_session_auth_hash(request, user)  # keep this session, end the others
         return user
 
-    @strawberry_django.mutation(description="Always answers ok, whether or not the email has an account.")
+    @mutation(description="Always answers ok, whether or not the email has an account.")
     def request_password_reset(self, info: Info, email: str) -> Ack:
         services.request_password_reset(email, info.context.client_address)
         return Ack(ok=True, message="If an account exists for this address, we sent it a reset link.")
 
-    @strawberry_django.mutation(description="Also revokes your API tokens and ends your sessions and sockets.")
+    @mutation(description="Also revokes your API tokens and ends your sessions and sockets.")
     def reset_password(self, info: Info, uid: str, token: str, new_password: str) -> UserType:
         return services.reset_password(uid=uid, token=token, new_password=new_password)
 
-    @strawberry_django.mutation
+    @mutation
     def request_email_verification(self, info: Info) -> Ack:
         services.request_email_verification(info.context.get_user(), info.context.client_address)
         return Ack(ok=True, message="We sent you a verification link.")
 
-    @strawberry_django.mutation
+    @mutation
     def verify_email(self, info: Info, uid: str, token: str) -> UserType:
         return services.verify_email(uid=uid, token=token)
 
-    @strawberry_django.mutation
+    @mutation
     def create_api_token(self, info: Info, name: str, expires_in_days: int | None = None) -> NewApiToken:
         token, secret = services.create_api_token(info.context.get_user(), name=name, expires_in_days=expires_in_days)
         return NewApiToken(token=token, secret=secret)
 
-    @strawberry_django.mutation
+    @mutation
     def revoke_api_token(self, info: Info, id: relay.GlobalID) -> ApiTokenType:
         return services.revoke_api_token(info.context.get_user(), decode_id(id, "ApiToken"))
 
-    @strawberry_django.mutation(description="A temporary account whose data expires unless claimed.")
+    @mutation(description="A temporary account whose data expires unless claimed.")
     def start_guest_session(self, info: Info) -> UserType:
         request = _http_request(info)
         user = services.start_guest_session(client_address(request))
@@ -307,7 +314,7 @@ class Mutation:
         info.context.user = user
         return user
 
-    @strawberry_django.mutation(description="Turn the guest account into a full account, keeping its data.")
+    @mutation(description="Turn the guest account into a full account, keeping its data.")
     def claim_guest_account(self, info: Info, email: str, password: str, username: str | None = None) -> UserType:
         user = services.claim_guest_account(info.context.get_user(), email=email, password=password, username=username)
         request = info.context.http_request
@@ -315,7 +322,7 @@ class Mutation:
             auth.update_session_auth_hash(request, user)
         return user
 
-    @strawberry_django.mutation(description="Delete your account and everything it owns, files included.")
+    @mutation(description="Delete your account and everything it owns, files included.")
     def delete_account(self, info: Info, password: str = "") -> Ack:
         services.delete_account(info.context.get_user(), password=password)
         request = info.context.http_request
@@ -323,7 +330,7 @@ class Mutation:
             auth.logout(request)
         return Ack(ok=True, message="Your account and its data were deleted.")
 
-    @strawberry_django.mutation(description="Import a data export; importing twice creates no duplicates.")
+    @mutation(description="Import a data export; importing twice creates no duplicates.")
     def import_my_data(self, info: Info, data: JSON) -> ImportResult:
         return ImportResult(summary=services.import_data(info.context.get_user(), data))
 

@@ -20,6 +20,7 @@ from backend.core import events, metrics, unavailable
 from backend.core.auth import bearer_secret
 
 from .context import Context
+from backend.core.codes import ErrorCode
 
 
 @method_decorator(ensure_csrf_cookie, name="dispatch")
@@ -112,7 +113,7 @@ def _unavailable(response) -> bool:
         errors = json.loads(content).get("errors") or []
     except ValueError:
         return False
-    return any((error.get("extensions") or {}).get("code") == "UNAVAILABLE" for error in errors)
+    return any((error.get("extensions") or {}).get("code") == ErrorCode.UNAVAILABLE for error in errors)
 
 
 def _user_for_secret(secret):
@@ -177,7 +178,7 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
             secret = bearer_secret(str(header))
             user = await database_sync_to_async(_user_for_secret)(secret) if secret else None
             if user is None:
-                raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
+                raise ConnectionRejectionError({"code": ErrorCode.UNAUTHENTICATED})
             context.user = user
             context.credential = ("token", secret, user.pk)
         elif getattr(context.user, "is_authenticated", False):

@@ -11,6 +11,7 @@ import zoneinfo
 from django.core.exceptions import ValidationError
 
 from backend.rag import catalog, retrieval
+from .codes import AccountErrorCode
 
 THEMES = ("light", "dark", "system")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -19,32 +20,32 @@ LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 def _choice(options):
     def check(value):
         if value not in options:
-            raise ValidationError(f"Must be one of: {', '.join(options)}.", code="INVALID_CHOICE")
+            raise ValidationError(f"Must be one of: {', '.join(options)}.", code=AccountErrorCode.INVALID_CHOICE)
     return str, check
 
 
 def _range(kind, low, high):
     def check(value):
         if not low <= value <= high:
-            raise ValidationError(f"Must be between {low} and {high}.", code="OUT_OF_RANGE")
+            raise ValidationError(f"Must be between {low} and {high}.", code=AccountErrorCode.OUT_OF_RANGE)
     return kind, check
 
 
 def _max_len(n):
     def check(value):
         if len(value) > n:
-            raise ValidationError(f"At most {n} characters.", code="TOO_LONG")
+            raise ValidationError(f"At most {n} characters.", code=AccountErrorCode.TOO_LONG)
     return str, check
 
 
 def _language(value):
     if not LANGUAGE_RE.match(value):
-        raise ValidationError("Use a language tag such as 'en' or 'pt-BR'.", code="INVALID_LANGUAGE")
+        raise ValidationError("Use a language tag such as 'en' or 'pt-BR'.", code=AccountErrorCode.INVALID_LANGUAGE)
 
 
 def _timezone(value):
     if value not in zoneinfo.available_timezones():
-        raise ValidationError("Unknown time zone; use a name such as 'Europe/Paris'.", code="INVALID_TIMEZONE")
+        raise ValidationError("Unknown time zone; use a name such as 'Europe/Paris'.", code=AccountErrorCode.INVALID_TIMEZONE)
 
 
 BOOL = (bool, None)
@@ -99,13 +100,13 @@ def _type_ok(kind, value):
 def _validate(patch, spec, prefix, errors):
     if not isinstance(patch, dict):
         errors.setdefault(prefix or "preferences", []).append(
-            ValidationError("Must be an object.", code="WRONG_TYPE"))
+            ValidationError("Must be an object.", code=AccountErrorCode.WRONG_TYPE))
         return {}
     clean = {}
     for key, value in patch.items():
         path = f"{prefix}.{key}" if prefix else key
         if key not in spec:
-            errors.setdefault(path, []).append(ValidationError(f"Unknown preference '{path}'.", code="UNKNOWN_KEY"))
+            errors.setdefault(path, []).append(ValidationError(f"Unknown preference '{path}'.", code=AccountErrorCode.UNKNOWN_KEY))
             continue
         rule = spec[key]
         if isinstance(rule, dict):
@@ -114,7 +115,7 @@ def _validate(patch, spec, prefix, errors):
         kind, check = rule
         if not _type_ok(kind, value):
             errors.setdefault(path, []).append(
-                ValidationError(f"Must be of type {kind.__name__}.", code="WRONG_TYPE"))
+                ValidationError(f"Must be of type {kind.__name__}.", code=AccountErrorCode.WRONG_TYPE))
             continue
         if kind is float:
             value = float(value)

@@ -34,6 +34,7 @@ from backend.core.scoping import require_user
 
 from . import preferences as prefs
 from .models import ApiToken, User
+from backend.users.codes import AccountErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -75,37 +76,37 @@ def _normalize_email(email: str) -> str:
     try:
         validate_email(email)
     except ValidationError:
-        raise ValidationError({"email": ValidationError("Enter a valid email address.", code="INVALID_EMAIL")})
+        raise ValidationError({"email": ValidationError("Enter a valid email address.", code=AccountErrorCode.INVALID_EMAIL)})
     return email
 
 
 def _check_username(username: str, exclude_pk=None) -> str:
     username = (username or "").strip()
     if not username:
-        raise ValidationError({"username": ValidationError("Choose a username.", code="REQUIRED")})
+        raise ValidationError({"username": ValidationError("Choose a username.", code=AccountErrorCode.REQUIRED)})
     if len(username) > USERNAME_MAX:
-        raise ValidationError({"username": ValidationError("At most 150 characters.", code="TOO_LONG")})
+        raise ValidationError({"username": ValidationError("At most 150 characters.", code=AccountErrorCode.TOO_LONG)})
     try:
         User.username_validator(username)
     except ValidationError:
         raise ValidationError({"username": ValidationError(
-            "Use letters, digits and @/./+/-/_ only.", code="INVALID_USERNAME")})
+            "Use letters, digits and @/./+/-/_ only.", code=AccountErrorCode.INVALID_USERNAME)})
     if User.objects.filter(username__iexact=username).exclude(pk=exclude_pk).exists():
-        raise ValidationError({"username": ValidationError("This username is taken.", code="USERNAME_TAKEN")})
+        raise ValidationError({"username": ValidationError("This username is taken.", code=AccountErrorCode.USERNAME_TAKEN)})
     return username
 
 
 def _check_email_free(email: str, exclude_pk=None) -> None:
     if User.objects.filter(email__iexact=email).exclude(pk=exclude_pk).exists():
         raise ValidationError({"email": ValidationError(
-            "An account with this email already exists.", code="EMAIL_TAKEN")})
+            "An account with this email already exists.", code=AccountErrorCode.EMAIL_TAKEN)})
 
 
 def _check_password(password: str, user: User, field: str = "password") -> None:
     try:
         password_validation.validate_password(password, user)
     except ValidationError as exc:
-        raise ValidationError({field: [ValidationError(m, code="WEAK_PASSWORD") for m in exc.messages]})
+        raise ValidationError({field: [ValidationError(m, code=AccountErrorCode.WEAK_PASSWORD) for m in exc.messages]})
 
 
 @transaction.atomic
@@ -122,7 +123,7 @@ def register(*, email: str, password: str, username: str | None = None, display_
         user.save()
     except IntegrityError:  # a concurrent registration won the race
         raise ValidationError({"email": ValidationError(
-            "An account with this email already exists.", code="EMAIL_TAKEN")})
+            "An account with this email already exists.", code=AccountErrorCode.EMAIL_TAKEN)})
     transaction.on_commit(lambda: _send_verification_email(user))
     return user
 
@@ -151,7 +152,7 @@ def authenticate(request, *, email: str, password: str) -> User:
         raise RateLimited()
     if user is None or not usable(user):
         throttles.record("login-address", address, failures)
-        raise ValidationError(ValidationError("Invalid email or password.", code="INVALID_CREDENTIALS"))
+        raise ValidationError(ValidationError("Invalid email or password.", code=AccountErrorCode.INVALID_CREDENTIALS))
     throttles.record("login-known", f"{email}|{address}", KNOWN_ADDRESS)
     return user
 
@@ -179,21 +180,21 @@ def update_profile(user: User, *, username=None, display_name=None, bio=None, em
         user.username = _check_username(username, exclude_pk=user.pk)
     if display_name is not None:
         if len(display_name) > DISPLAY_NAME_MAX:
-            raise ValidationError({"displayName": ValidationError("At most 150 characters.", code="TOO_LONG")})
+            raise ValidationError({"displayName": ValidationError("At most 150 characters.", code=AccountErrorCode.TOO_LONG)})
         user.display_name = display_name.strip()
     if bio is not None:
         if len(bio) > BIO_MAX:
-            raise ValidationError({"bio": ValidationError("At most 2000 characters.", code="TOO_LONG")})
+            raise ValidationError({"bio": ValidationError("At most 2000 characters.", code=AccountErrorCode.TOO_LONG)})
         user.bio = bio
     if email is not None:
         new_email = _normalize_email(email)
         if new_email != user.email:
             if user.is_guest:
                 raise ValidationError({"email": ValidationError("Claim your guest account first.",
-                                                                code="GUEST_ACCOUNT")})
+                                                                code=AccountErrorCode.GUEST_ACCOUNT)})
             if not current_password or not user.check_password(current_password):
                 raise ValidationError({"currentPassword": ValidationError(
-                    "Your current password is needed to change your email address.", code="WRONG_PASSWORD")})
+                    "Your current password is needed to change your email address.", code=AccountErrorCode.WRONG_PASSWORD)})
             _check_email_free(new_email, exclude_pk=user.pk)
             user.pending_email = new_email
             transaction.on_commit(lambda: _send_email_change(user))
@@ -224,16 +225,16 @@ def _read_image(data: bytes):
             if width * height > settings.AVATAR_MAX_PIXELS:
                 raise ValidationError({"file": ValidationError(
                     f"The image is {width}×{height} pixels; at most {settings.AVATAR_MAX_PIXELS // 1_000_000} "
-                    "megapixels.", code="IMAGE_TOO_LARGE")})
+                    "megapixels.", code=AccountErrorCode.IMAGE_TOO_LARGE)})
             probe.verify()
         image = Image.open(io.BytesIO(data))
         if image.format not in {"PNG", "JPEG", "GIF", "WEBP"}:
             raise ValidationError({"file": ValidationError(
-                "Use a PNG, JPEG, GIF or WebP image.", code="UNSUPPORTED_IMAGE")})
+                "Use a PNG, JPEG, GIF or WebP image.", code=AccountErrorCode.UNSUPPORTED_IMAGE)})
         image.load()
         return image
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise ValidationError({"file": ValidationError("This file is not an image we can read.", code="NOT_AN_IMAGE")})
+        raise ValidationError({"file": ValidationError("This file is not an image we can read.", code=AccountErrorCode.NOT_AN_IMAGE)})
 
 
 @transaction.atomic
@@ -244,7 +245,7 @@ def upload_avatar(user: User, upload) -> User:
     require_user(user)
     if upload.size > settings.AVATAR_MAX_BYTES:
         raise ValidationError({"file": ValidationError(
-            f"The image is larger than {settings.AVATAR_MAX_BYTES // 1024} KB.", code="FILE_TOO_LARGE")})
+            f"The image is larger than {settings.AVATAR_MAX_BYTES // 1024} KB.", code=AccountErrorCode.FILE_TOO_LARGE)})
     image = _read_image(upload.read(settings.AVATAR_MAX_BYTES + 1))
     image = ImageOps.exif_transpose(image).convert("RGBA")
     image = ImageOps.fit(image, (settings.AVATAR_SIZE, settings.AVATAR_SIZE))
@@ -285,7 +286,7 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
     require_user(user)
     user = User.objects.select_for_update().get(pk=user.pk)
     if not user.check_password(current_password):
-        raise ValidationError({"currentPassword": ValidationError("The current password is wrong.", code="WRONG_PASSWORD")})
+        raise ValidationError({"currentPassword": ValidationError("The current password is wrong.", code=AccountErrorCode.WRONG_PASSWORD)})
     _check_password(new_password, user, field="newPassword")
     user.set_password(new_password)
     user.save(update_fields=["password"])
@@ -335,7 +336,7 @@ def reset_password(*, uid: str, token: str, new_password: str) -> User:
     user = _user_from_uid(uid)
     if user is None or not default_token_generator.check_token(user, token):
         raise ValidationError({"token": ValidationError(
-            "This reset link is invalid or has expired. Ask for a new one.", code="INVALID_TOKEN")})
+            "This reset link is invalid or has expired. Ask for a new one.", code=AccountErrorCode.INVALID_TOKEN)})
     _check_password(new_password, user, field="newPassword")
     user.set_password(new_password)  # changes the hash, so the token cannot be used again
     user.save(update_fields=["password"])
@@ -373,9 +374,9 @@ def _send_email_change(user: User) -> None:
 def request_email_verification(user: User, client_address: str = "unknown") -> None:
     require_user(user)
     if user.email_verified:
-        raise ValidationError(ValidationError("Your email address is already verified.", code="ALREADY_VERIFIED"))
+        raise ValidationError(ValidationError("Your email address is already verified.", code=AccountErrorCode.ALREADY_VERIFIED))
     if user.is_guest:
-        raise ValidationError(ValidationError("Claim your guest account first.", code="GUEST_ACCOUNT"))
+        raise ValidationError(ValidationError("Claim your guest account first.", code=AccountErrorCode.GUEST_ACCOUNT))
     throttles.throttle("verify-mail-address", client_address, "Too many verification emails from your address.")
     throttles.throttle("verify-mail", f"user:{user.pk}", "Too many verification emails.")
     _send_verification_email(user)
@@ -386,7 +387,7 @@ def verify_email(*, uid: str, token: str) -> User:
     user = _user_from_uid(uid)
     if user is None or not email_verification_tokens.check_token(user, token):
         raise ValidationError({"token": ValidationError(
-            "This verification link is invalid or has expired. Ask for a new one.", code="INVALID_TOKEN")})
+            "This verification link is invalid or has expired. Ask for a new one.", code=AccountErrorCode.INVALID_TOKEN)})
     if user.pending_email:  # a change of address, confirmed by the new one
         _check_email_free(user.pending_email, exclude_pk=user.pk)
         user.email, user.pending_email = user.pending_email, ""
@@ -409,13 +410,13 @@ def create_api_token(user: User, *, name: str, expires_in_days: int | None = Non
     require_user(user)
     name = (name or "").strip()
     if not name:
-        raise ValidationError({"name": ValidationError("Give the token a name.", code="REQUIRED")})
+        raise ValidationError({"name": ValidationError("Give the token a name.", code=AccountErrorCode.REQUIRED)})
     if len(name) > TOKEN_NAME_MAX:
-        raise ValidationError({"name": ValidationError("At most 100 characters.", code="TOO_LONG")})
+        raise ValidationError({"name": ValidationError("At most 100 characters.", code=AccountErrorCode.TOO_LONG)})
     if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
-        raise ValidationError({"expiresInDays": ValidationError("Between 1 and 3650 days.", code="OUT_OF_RANGE")})
+        raise ValidationError({"expiresInDays": ValidationError("Between 1 and 3650 days.", code=AccountErrorCode.OUT_OF_RANGE)})
     if ApiToken.objects.visible_to(user).count() >= MAX_ACTIVE_TOKENS:
-        raise ValidationError(ValidationError("Revoke an old token first (50 at most).", code="TOO_MANY_TOKENS"))
+        raise ValidationError(ValidationError("Revoke an old token first (50 at most).", code=AccountErrorCode.TOO_MANY_TOKENS))
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,
@@ -533,7 +534,7 @@ def claim_guest_account(user: User, *, email: str, password: str, username: str 
     require_user(user)
     user = User.objects.select_for_update().get(pk=user.pk)
     if not user.is_guest:
-        raise ValidationError(ValidationError("This account is not a guest account.", code="NOT_A_GUEST"))
+        raise ValidationError(ValidationError("This account is not a guest account.", code=AccountErrorCode.NOT_A_GUEST))
     email = _normalize_email(email)
     _check_email_free(email, exclude_pk=user.pk)
     if username:
@@ -581,7 +582,7 @@ def delete_account_data(user: User) -> None:
 def delete_account(user: User, *, password: str) -> None:
     require_user(user)
     if not user.is_guest and not user.check_password(password or ""):
-        raise ValidationError({"password": ValidationError("The password is wrong.", code="WRONG_PASSWORD")})
+        raise ValidationError({"password": ValidationError("The password is wrong.", code=AccountErrorCode.WRONG_PASSWORD)})
     delete_account_data(user)
 
 
@@ -602,7 +603,7 @@ def _export_profile(user: User) -> dict:
 
 def _import_profile(user: User, data) -> dict:
     if not isinstance(data, dict):
-        raise ValidationError({"data.profile": ValidationError("Must be an object.", code="WRONG_TYPE")})
+        raise ValidationError({"data.profile": ValidationError("Must be an object.", code=AccountErrorCode.WRONG_TYPE)})
     fields = {k: data[k] for k in ("display_name", "bio") if isinstance(data.get(k), str)}
     patch = data.get("preferences")
     if patch is not None:
@@ -632,9 +633,9 @@ def import_data(user: User, data) -> dict:
     """Apply an export. Every part upserts by stable keys, so importing twice adds nothing."""
     require_user(user)
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-        raise ValidationError({"data": ValidationError("This is not a data export of this service.", code="INVALID_FORMAT")})
+        raise ValidationError({"data": ValidationError("This is not a data export of this service.", code=AccountErrorCode.INVALID_FORMAT)})
     if data.get("version") != EXPORT_VERSION:
-        raise ValidationError({"data": ValidationError("Unsupported export version.", code="UNSUPPORTED_VERSION")})
+        raise ValidationError({"data": ValidationError("Unsupported export version.", code=AccountErrorCode.UNSUPPORTED_VERSION)})
     user = User.objects.select_for_update().get(pk=user.pk)
     summary = {}
     for part in userdata.parts():

@@ -88,8 +88,9 @@ test("register, log in with the session cookie and CSRF token, create an API tok
     mutation: LoginDocument,
     variables: { email: "alice@example.com", password: "not the password" },
   });
-  const info = as(wrong.data?.login, "OperationInfo");
-  assert.ok(info.messages.length > 0 && info.messages.every((m) => m.code));
+  const info = as(wrong.data?.login, "AccountErrors");
+  // A typed code a client switches on (AccountErrorCode), with no field: the input as a whole.
+  assert.deepEqual(info.messages.map((m) => [m.field, m.code]), [[null, "INVALID_CREDENTIALS"]]);
 
   const login = await alice.apollo.mutate({
     mutation: LoginDocument,
