@@ -219,6 +219,9 @@ AVATAR_MAX_PIXELS = env_int("AVATAR_MAX_PIXELS", 25_000_000)  # checked from the
 AVATAR_SIZE = env_int("AVATAR_SIZE", 256)
 # Address of the frontend, used to build links in emails (password reset, verification).
 FRONTEND_URL = env("FRONTEND_URL", "http://localhost:3000")
+# The API's public origin (https://api.example.com) for the absolute URLs it returns (downloads,
+# avatars); empty: the origin each request reached.
+PUBLIC_URL = env("PUBLIC_URL", "")
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 24 * 14)
 SESSION_COOKIE_SAMESITE = env("SESSION_COOKIE_SAMESITE", "Lax")

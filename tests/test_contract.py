@@ -64,3 +64,22 @@ def test_no_error_code_is_a_bare_string_outside_its_enum():
              for path in sorted((ROOT / "backend").rglob("*.py")) if "migrations" not in path.parts
              for line, code in _bare_codes(ast.parse(path.read_text()))]
     assert found == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_users_have_the_global_ids_of_me_and_a_member_leaves_with_their_own(alice, bob):
+    from django.utils import timezone
+
+    bob.user.email_verified_at = timezone.now()
+    bob.user.save()
+    team = alice('mutation { createCollection(name: "Team") { ... on Collection { id } } }')["data"]["createCollection"]["id"]
+    alice('mutation($id: ID!) { shareCollection(id: $id, email: "bob@example.com", role: VIEWER) { __typename } }',
+          {"id": team})
+    alice_id, bob_id = (c("{ me { id } }")["data"]["me"]["id"] for c in (alice, bob))
+    owner = bob("query($id: ID!) { collection(id: $id) { owner { id username } } }", {"id": team})
+    assert owner["data"]["collection"]["owner"] == {"id": alice_id, "username": "alice"}
+
+    leave = "mutation($id: ID!, $u: ID) { unshareCollection(id: $id, userId: $u) { __typename } }"
+    assert bob(leave, {"id": team, "u": "42"})["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert bob(leave, {"id": team, "u": bob_id})["data"]["unshareCollection"]["__typename"] == "Collection"
+    assert bob("query($id: ID!) { collection(id: $id) { id } }", {"id": team})["data"]["collection"] is None

@@ -193,12 +193,15 @@ def test_upload_documents_reports_each_file(alice):
     wait()
 
 
-def test_file_is_stored_under_an_opaque_key_and_downloaded_as_an_attachment(alice, bob):
+def test_file_is_stored_under_an_opaque_key_and_downloaded_as_an_attachment(alice, bob, settings):
     doc = upload(alice, "<script>plants.md", PHOTOSYNTHESIS_MD)["document"]
     stored = Document.objects.get()
     assert "plants" not in stored.storage_key and stored.original_name == "<script>plants.md"
     wait()
     url = node(alice, doc["id"])["downloadUrl"]
+    assert url == f"http://testserver/documents/{stored.uid}/download"  # absolute: the API's origin, not the app's
+    settings.PUBLIC_URL = "https://api.example.com"
+    assert node(alice, doc["id"])["downloadUrl"] == f"https://api.example.com/documents/{stored.uid}/download"
     response = alice.client.get(url)
     assert response.status_code == 200
     assert response["Content-Type"] == "text/markdown; charset=utf-8"
@@ -226,7 +229,7 @@ def test_viewer_can_search_but_not_delete_and_editor_can_upload(alice, bob, make
 
     hits = bob(SEARCH, {"q": "chlorophyll", "ids": [collection]})["data"]["searchDocuments"]
     assert hits and hits[0]["document"]["id"] == doc["id"]
-    delete = f"mutation($id: ID!) {{ deleteDocument(id: $id) {{ ... on Document {{ id }} {ERRORS} }} }}"
+    delete = f"mutation($id: ID!) {{ deleteDocument(id: $id) {{ ... on Deleted {{ id }} {ERRORS} }} }}"
     assert error_codes(bob(delete, {"id": doc["id"]})) == ["FORBIDDEN"]
     viewer_upload = bob.upload(UPLOAD, {"file": None, "collectionId": collection},
                                {"variables.file": ("trains.txt", TRAINS_TXT, "text/plain")})
@@ -296,8 +299,8 @@ def test_after_delete_nothing_of_the_document_can_be_retrieved(alice):
     key = Document.objects.get(title="plants").storage_key
     assert default_storage.exists(key)
     assert any(h["document"]["title"] == "plants" for h in alice(SEARCH, {"q": "chlorophyll", "k": 5})["data"]["searchDocuments"])
-    deleted = alice(f'mutation {{ deleteDocument(id: "{doc["id"]}") {{ ... on Document {{ id title }} }} }}')
-    assert deleted["data"]["deleteDocument"]["title"] == "plants"
+    deleted = alice(f'mutation {{ deleteDocument(id: "{doc["id"]}") {{ ... on Deleted {{ id }} }} }}')
+    assert deleted["data"]["deleteDocument"] == {"id": doc["id"]}
     hits = alice(SEARCH, {"q": "chlorophyll glucose photosynthesis", "k": 10, "threshold": -1})["data"]["searchDocuments"]
     assert all(h["document"]["title"] != "plants" for h in hits) and hits
     assert not default_storage.exists(key)

@@ -143,6 +143,7 @@ def link_shares(user) -> None:
 
 
 ACCESS_CHANGED = "ACCESS_CHANGED"
+DELETED = "DELETED"  # a document's status in its last event
 
 
 def unshare_collection(user, pk, *, email: str | None = None, user_id=None) -> Collection:
@@ -360,7 +361,7 @@ def delete_document(user, pk) -> Document:
         if had_vectors:
             engines.engine().vectors.delete(collection_id, chunk_ids)
         events.publish_group(events.collection_group(collection_id), {
-            "kind": "DOCUMENT", "document_id": document.pk, "status": "DELETED", "stage": "", "progress": 100,
+            "kind": "DOCUMENT", "document_id": document.pk, "status": DELETED, "stage": "", "progress": 100,
             "error_code": ""})
     return document
 

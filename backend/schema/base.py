@@ -6,7 +6,10 @@ services apply through ``Model.objects.visible_to(user)``. No resolver filters b
 """
 
 import strawberry
+from django.db import models
 from strawberry import relay
+from strawberry_django.pagination import get_cached_total_count, get_total_count
+from strawberry_django.relay import DjangoListConnection
 from strawberry_django.relay.utils import resolve_model_node, resolve_model_nodes
 from strawberry_django.resolvers import django_resolver
 
@@ -63,3 +66,17 @@ def decode_id(global_id, expected_type: str | None = None):
 @strawberry.type(description="The object that was deleted.")
 class Deleted:
     id: relay.GlobalID
+
+
+@strawberry.type(name="Connection", description="A page of a list, and the size of the whole list.")
+class Connection(DjangoListConnection[relay.NodeType]):
+    @strawberry.field(description="How many items the whole list holds, over all its pages.")
+    def total_count(self) -> int:
+        try:  # the window function strawberry-django adds when totalCount is selected
+            return self.edges[0].node._strawberry_total_count
+        except (IndexError, AttributeError):
+            pass
+        if isinstance(self.nodes, models.QuerySet):
+            cached = get_cached_total_count(self.nodes)
+            return cached if cached is not None else django_resolver(get_total_count)(self.nodes)
+        return len(self.nodes)

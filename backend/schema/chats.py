@@ -8,7 +8,6 @@ import strawberry_django
 from django.db.models import Q
 from strawberry import relay
 from strawberry.scalars import JSON
-from strawberry_django.relay import DjangoListConnection
 
 from backend.chats import generation, imports, keys, services, turn
 from backend.core.concurrency import in_thread_pool
@@ -18,7 +17,7 @@ from backend.chats.models import AiPreset, Chat, Message
 
 from backend.chats.codes import ChatErrorCode
 
-from .base import Deleted, ScopedNode, decode_id
+from .base import Connection, Deleted, ScopedNode, decode_id
 from .context import Info
 from .documents import RetrievalStrategy
 from .users import input_to_patch
@@ -148,7 +147,7 @@ class ChatType(ScopedNode):
     created_at: datetime
     updated_at: datetime
 
-    @strawberry_django.connection(DjangoListConnection[MessageType],
+    @strawberry_django.connection(Connection[MessageType],
                                   description="The conversation: each question, then the current version of its answer.")
     def messages(self, root: Chat) -> list[MessageType]:
         return Message.in_order(root.messages.all())
@@ -255,7 +254,7 @@ class Query:
                       generator=s.generator)
                 for s in keys.models_for(info.context.get_user(required=False))]
 
-    @strawberry_django.connection(DjangoListConnection[ChatType], description="Your chats, pinned first.")
+    @strawberry_django.connection(Connection[ChatType], description="Your chats, pinned first.")
     def chats(self, info: Info, search: str | None = None, archived: bool | None = False) -> list[ChatType]:
         info.context.get_user()
         queryset = Chat.objects.all()
@@ -266,7 +265,7 @@ class Query:
             queryset = queryset.filter(Q(title__icontains=search) | Q(pk__in=matching))
         return queryset.order_by("-pinned", "-updated_at", "-id")
 
-    @strawberry_django.connection(DjangoListConnection[AiPresetType], description="Your AI parameter presets.")
+    @strawberry_django.connection(Connection[AiPresetType], description="Your AI parameter presets.")
     def ai_presets(self, info: Info) -> list[AiPresetType]:
         info.context.get_user()
         return AiPreset.objects.all()

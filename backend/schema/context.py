@@ -5,7 +5,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import strawberry
+from django.conf import settings
 from django.http import HttpRequest
+from django.http.request import split_domain_port, validate_host
 
 from backend.core.auth import client_address
 from backend.core.errors import Unauthenticated
@@ -36,6 +38,26 @@ class Context:
             return client_address(self.http_request)
         client = (getattr(self.request, "scope", None) or {}).get("client")
         return str(client[0]) if client else "unknown"
+
+    def absolute_url(self, path: str) -> str:
+        """``path`` on the API's public origin: PUBLIC_URL when set, else the origin the client
+        reached (over HTTP as Django builds it; over a websocket from its Host header, checked
+        against ALLOWED_HOSTS). URLs that are absolute already (S3) are returned as they are."""
+        if path.startswith(("https://", "http://")):
+            return path
+        if settings.PUBLIC_URL:
+            return settings.PUBLIC_URL.rstrip("/") + path
+        if self.http_request is not None:
+            return self.http_request.build_absolute_uri(path)
+        scope = getattr(self.request, "scope", None) or {}
+        headers = dict(scope.get("headers") or [])
+        host = headers.get(b"host", b"").decode("latin-1")
+        domain, _ = split_domain_port(host)
+        if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+            return path
+        forwarded = headers.get(b"x-forwarded-proto", b"").decode("latin-1")
+        secure = scope.get("scheme") in ("wss", "https") or (getattr(settings, "BEHIND_TLS_PROXY", False) and forwarded == "https")
+        return f"{'https' if secure else 'http'}://{host}{path}"
 
     def get_user(self, required: bool = True):
         user = self.user

@@ -10,7 +10,6 @@ from asgiref.sync import sync_to_async
 from strawberry import relay
 from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
-from strawberry_django.relay import DjangoListConnection
 
 from backend.core import events
 from backend.documents import search as document_search
@@ -20,7 +19,7 @@ from backend.rag import retrieval
 
 from backend.documents.codes import DocumentErrorCode
 
-from .base import Deleted, ScopedNode, decode_id
+from .base import Connection, Deleted, ScopedNode, decode_id
 from .context import Info
 from .payloads import error_types, mutation_of
 
@@ -30,7 +29,7 @@ mutation = mutation_of(DocumentErrors)
 
 DocumentStatus = strawberry.enum(Document.Status, name="DocumentStatus")
 DocumentEventStatus = strawberry.enum(
-    enum.Enum("DocumentEventStatus", {**{s.name: s.value for s in Document.Status}, "DELETED": "DELETED"}),
+    enum.Enum("DocumentEventStatus", {**{s.name: s.value for s in Document.Status}, services.DELETED: services.DELETED}),
     description="The document's status after the event; DELETED when it is gone.")
 FileType = strawberry.enum(enum.Enum("FileType", {t.upper(): t for t in Document.FileType.values}), name="FileType")
 CollectionRole = strawberry.enum(Role, name="CollectionRole")
@@ -62,13 +61,14 @@ class DocumentOrder(enum.Enum):
 class PublicUser:
     """Another user as a collaborator sees them."""
 
-    id: strawberry.ID
+    id: relay.GlobalID = strawberry.field(description="The same global ID as this user's me.id.")
     username: str
     display_name: str
 
 
 def _public(user) -> PublicUser:
-    return PublicUser(id=strawberry.ID(str(user.pk)), username=user.username, display_name=user.display_name)
+    return PublicUser(id=relay.GlobalID("User", str(user.pk)), username=user.username,
+                      display_name=user.display_name)
 
 
 @strawberry_django.type(CollectionShare, name="CollectionShare",
@@ -116,15 +116,16 @@ class DocumentType(ScopedNode):
     updated_at: datetime
     processed_at: datetime | None
     collection: "CollectionType"
-    chunks: DjangoListConnection[ChunkType] = strawberry_django.connection()
+    chunks: Connection[ChunkType] = strawberry_django.connection()
 
     @strawberry_django.field(only=["file_type"])
     def file_type(self, root: Document) -> FileType:
         return FileType(root.file_type)
 
-    @strawberry_django.field(only=["uid"], description="Authenticated download of the original file.")
-    def download_url(self, root: Document) -> str:
-        return f"/documents/{root.uid}/download"
+    @strawberry_django.field(only=["uid"], description="Authenticated download of the original file (an absolute "
+                                                        "URL; send the session cookie or the Bearer token).")
+    def download_url(self, root: Document, info: Info) -> str:
+        return info.context.absolute_url(f"/documents/{root.uid}/download")
 
 
 @strawberry_django.type(Collection, name="Collection")
@@ -134,7 +135,7 @@ class CollectionType(ScopedNode):
     is_default: bool
     created_at: datetime
     updated_at: datetime
-    documents: DjangoListConnection[DocumentType] = strawberry_django.connection()
+    documents: Connection[DocumentType] = strawberry_django.connection()
 
     @strawberry_django.field(only=["owner__username", "owner__display_name"], select_related=["owner"])
     def owner(self, root: Collection) -> PublicUser:
@@ -240,7 +241,7 @@ class Query:
     document: DocumentType | None = strawberry_django.node(description="A document you may read, or null.")
     collection: CollectionType | None = strawberry_django.node(description="A collection you may read, or null.")
 
-    @strawberry_django.connection(DjangoListConnection[DocumentType], description="Documents you may read.")
+    @strawberry_django.connection(Connection[DocumentType], description="Documents you may read.")
     def documents(
         self, info: Info, collection_id: relay.GlobalID | None = None, status: DocumentStatus | None = None,
         file_type: FileType | None = None, tags: list[str] | None = None, created_after: datetime | None = None,
@@ -267,7 +268,7 @@ class Query:
             queryset = queryset.filter(pk__in=ids)
         return queryset.order_by(order_by.value, "-id")
 
-    @strawberry_django.connection(DjangoListConnection[CollectionType], description="Collections you may read.")
+    @strawberry_django.connection(Connection[CollectionType], description="Collections you may read.")
     def collections(self, info: Info) -> list[CollectionType]:
         services.default_collection(info.context.get_user())
         return Collection.objects.all()
@@ -325,8 +326,9 @@ class Mutation:
                                         collection_id=_collection_pk(collection_id))
 
     @mutation(description="Delete the document, its file and its vectors.")
-    def delete_document(self, info: Info, id: relay.GlobalID) -> DocumentType:
-        return services.delete_document(info.context.get_user(), decode_id(id, "Document"))
+    def delete_document(self, info: Info, id: relay.GlobalID) -> Deleted:
+        services.delete_document(info.context.get_user(), decode_id(id, "Document"))
+        return Deleted(id=id)
 
     @mutation
     def create_collection(self, info: Info, name: str, description: str = "") -> CollectionType:
@@ -349,11 +351,11 @@ class Mutation:
                                           role=role.value)
         return share.collection
 
-    @mutation(description="Owner: remove a share by its email. Member: leave (userId: your id).")
+    @mutation(description="Owner: remove a share by its email. Member: leave (userId: your me.id).")
     def unshare_collection(self, info: Info, id: relay.GlobalID, email: str | None = None,
-                           user_id: strawberry.ID | None = None) -> CollectionType:
+                           user_id: relay.GlobalID | None = None) -> CollectionType:
         return services.unshare_collection(info.context.get_user(), decode_id(id, "Collection"), email=email,
-                                           user_id=user_id)
+                                           user_id=decode_id(user_id, "User") if user_id is not None else None)
 
     @mutation
     def rebuild_index(self, info: Info, collection_id: relay.GlobalID) -> VectorStoreStats:

@@ -8,13 +8,12 @@ import strawberry_django
 from django.db.models import Q
 from strawberry import relay
 from strawberry.scalars import JSON
-from strawberry_django.relay import DjangoListConnection
 
 from backend.recipes import services
 from backend.recipes.codes import RecipeErrorCode
 from backend.recipes.models import Recipe
 
-from .base import Deleted, ScopedNode, decode_id
+from .base import Connection, Deleted, ScopedNode, decode_id
 from .context import Info
 from .payloads import error_types, mutation_of
 
@@ -71,7 +70,7 @@ def _pk(value):
 class Query:
     recipe: RecipeType | None = strawberry_django.node()
 
-    @strawberry_django.connection(DjangoListConnection[RecipeType], description="Your recipes and shared ones.")
+    @strawberry_django.connection(Connection[RecipeType], description="Your recipes and shared ones.")
     def recipes(self, info: Info, scope: RecipeScope = RecipeScope.ALL, category: str | None = None,
                 tag: str | None = None, text: str | None = None) -> list[RecipeType]:
         user = info.context.get_user()

@@ -10,7 +10,6 @@ from django.contrib import auth
 from strawberry import relay
 from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
-from strawberry_django.relay import DjangoListConnection
 
 from backend.core import events
 from backend.core.auth import client_address
@@ -21,7 +20,7 @@ from backend.users.models import ApiToken, User
 
 from backend.users.codes import AccountErrorCode
 
-from .base import ScopedNode, decode_id
+from .base import Connection, ScopedNode, decode_id
 from .context import Info
 from .payloads import error_types, mutation_of
 
@@ -150,8 +149,8 @@ class UserType(ScopedNode):
         return root.email_verified_at is not None
 
     @strawberry_django.field(only=["avatar"])
-    def avatar_url(self, root: User) -> str | None:
-        return root.avatar.url if root.avatar else None
+    def avatar_url(self, root: User, info: Info) -> str | None:
+        return info.context.absolute_url(root.avatar.url) if root.avatar else None
 
     @strawberry_django.field(only=["preferences"])
     def preferences(self, root: User) -> Preferences:
@@ -212,7 +211,7 @@ class Query:
     def me(self, info: Info) -> UserType | None:
         return info.context.get_user(required=False)
 
-    @strawberry_django.connection(DjangoListConnection[ApiTokenType], description="Your active API tokens.")
+    @strawberry_django.connection(Connection[ApiTokenType], description="Your active API tokens.")
     def api_tokens(self, info: Info) -> list[ApiTokenType]:
         info.context.get_user()
         return ApiToken.objects.all()
