@@ -429,9 +429,9 @@ def test_export_then_import_twice_is_idempotent(alice, bob):
     exported = alice("query { exportMyData }")["data"]["exportMyData"]
     assert exported["profile"]["email"] == "alice@example.com"
     assert exported["profile"]["preferences"]["ai"]["max_tokens"] == 2048
-    imp = f"mutation($d: JSON!) {{ importMyData(data: $d) {{ ... on ImportResult {{ summary }} {ERRORS} }} }}"
+    imp = f"mutation($d: JSON!) {{ importMyData(data: $d) {{ ... on ImportResult {{ profileUpdated }} {ERRORS} }} }}"
     for _ in range(2):
-        assert "profile" in bob(imp, {"d": exported})["data"]["importMyData"]["summary"]
+        assert bob(imp, {"d": exported})["data"]["importMyData"]["profileUpdated"] is True
     me = bob(ME)["data"]["me"]
     assert me["email"] == "bob@example.com"  # identity is not imported
     assert me["displayName"] == "Alice" and me["preferences"]["ai"]["maxTokens"] == 2048

@@ -42,8 +42,10 @@ def test_chats_are_listed_pinned_first_and_searched_in_titles_and_content(alice,
 def test_create_update_and_delete_a_chat(alice):
     created = alice(f"""mutation {{ createChat(title: "Research", model: "rag-faiss",
         parameters: {{ temperature: 0.3, rag: {{ strategy: BM25, k: 3 }} }}) {{
-        ... on Chat {{ id title model settings }} {ERRORS} }} }}""")["data"]["createChat"]
-    assert created["settings"] == {"temperature": 0.3, "rag": {"strategy": "bm25", "k": 3}}
+        ... on Chat {{ id title model settings {{ temperature maxTokens rag {{ strategy k threshold }} }} }}
+        {ERRORS} }} }}""")["data"]["createChat"]
+    assert created["settings"] == {"temperature": 0.3, "maxTokens": None,  # null: your default applies
+                                   "rag": {"strategy": "BM25", "k": 3, "threshold": None}}
     bad = alice(f'mutation {{ createChat(model: "gpt-9") {{ {ERRORS} }} }}')["data"]["createChat"]["messages"]
     assert bad[0]["field"] == "model" and bad[0]["code"] == "UNKNOWN_MODEL"
     too_hot = alice(f'mutation {{ createChat(model: "gpt-4", parameters: {{ temperature: 3 }}) {{ {ERRORS} }} }}')
@@ -98,9 +100,10 @@ def test_presets_and_a_chat_started_from_one(alice, bob, settings):
     assert dup["data"]["createAiPreset"]["messages"][0]["code"] == "DUPLICATE"
     over = alice(f'mutation {{ createAiPreset(name: "Long", model: "llama-3", maxTokens: 99999) {{ {ERRORS} }} }}')
     assert over["data"]["createAiPreset"]["messages"][0]["code"] == "OUT_OF_RANGE"
-    chat = alice(f'mutation {{ createChat(presetId: "{preset["id"]}") {{ ... on Chat {{ model settings }} }} }}')
+    chat = alice(f'mutation {{ createChat(presetId: "{preset["id"]}") {{ ... on Chat {{ model '
+                 f'settings {{ temperature maxTokens systemPrompt topP }} }} }} }}')
     assert chat["data"]["createChat"] == {"model": "gpt-4", "settings": {
-        "temperature": 0.1, "max_tokens": 500, "system_prompt": "Answer in one line."}}
+        "temperature": 0.1, "maxTokens": 500, "systemPrompt": "Answer in one line.", "topP": None}}
     alice(f'mutation {{ updateAiPreset(id: "{preset["id"]}", temperature: 0.9) {{ ... on AiPreset {{ temperature }} }} }}')
     assert alice("{ aiPresets { edges { node { name temperature } } } }")["data"]["aiPresets"]["edges"] == [
         {"node": {"name": "Precise", "temperature": 0.9}}]
@@ -190,11 +193,11 @@ def test_account_export_carries_chats_and_presets(alice, bob):
     services.create_preset(alice.user, name="P", model="gpt-4")
     exported = alice("{ exportMyData }")["data"]["exportMyData"]
     assert exported["chats"]["chats"][0]["title"] == "Plants" and exported["chats"]["presets"][0]["name"] == "P"
-    imp = "mutation($d: JSON!) { importMyData(data: $d) { ... on ImportResult { summary } } }"
-    first = bob(imp, {"d": exported})["data"]["importMyData"]["summary"]
-    second = bob(imp, {"d": exported})["data"]["importMyData"]["summary"]
-    assert first["chats"] == {"chats_created": 1, "presets_created": 1}
-    assert second["chats"] == {"chats_created": 0, "presets_created": 0}
+    imp = "mutation($d: JSON!) { importMyData(data: $d) { ... on ImportResult { chatsCreated presetsCreated } } }"
+    first = bob(imp, {"d": exported})["data"]["importMyData"]
+    second = bob(imp, {"d": exported})["data"]["importMyData"]
+    assert first == {"chatsCreated": 1, "presetsCreated": 1}
+    assert second == {"chatsCreated": 0, "presetsCreated": 0}
 
 
 # --- the RAG building blocks -----------------------------------------------------------------

@@ -26,7 +26,9 @@ STREAM = """subscription($chat: ID!, $content: String!, $model: String, $p: Chat
     ... on StreamStarted { messageId userMessage { content role } }
     ... on TokenDelta { delta }
     ... on StreamSources { sources { number title page snippet documentId } }
-    ... on StreamDone { message { id content status generator groundedness unsupportedSentences retrieval
+    ... on StreamDone { message { id content status generator groundedness unsupportedSentences
+                                  retrieval { query strategy generator settings { k strategy }
+                                              passages { number title documentId } }
                                   sources { number title page } } }
     ... on StreamFailed { code errorMessage retryAfter answer { status errorCode } }
   }
@@ -206,7 +208,9 @@ async def test_rag_answers_from_the_users_documents_with_citations(alice_user):
     assert {s["number"] for s in done["sources"]} == {1}  # the passages the answer cites, no more
     assert done["groundedness"] == 1.0 and done["unsupportedSentences"] == []
     retrieval = done["retrieval"]
-    assert retrieval["strategy"] == "hybrid" and retrieval["passages"][0]["title"] == "plants"
+    assert retrieval["strategy"] == "HYBRID" and retrieval["passages"][0]["title"] == "plants"
+    assert retrieval["passages"][0]["documentId"] == sources[0]["documentId"]  # a global ID, like every id
+    assert retrieval["generator"] == "extractive" and retrieval["settings"]["strategy"] == "HYBRID"
     assert retrieval["query"] == "How do plants store the energy of sunlight?"
 
     # A follow-up is rewritten with the earlier question's terms before retrieval.

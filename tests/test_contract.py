@@ -83,3 +83,21 @@ def test_users_have_the_global_ids_of_me_and_a_member_leaves_with_their_own(alic
     assert bob(leave, {"id": team, "u": "42"})["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert bob(leave, {"id": team, "u": bob_id})["data"]["unshareCollection"]["__typename"] == "Collection"
     assert bob("query($id: ID!) { collection(id: $id) { id } }", {"id": team})["data"]["collection"] is None
+
+
+# Free-form data only: a file's own metadata, export and import files, a template's variables.
+JSON_ALLOWED = {"Document.metadata", "Query.exportMyData", "Query.exportRecipes", "Mutation.importMyData(data)",
+                "Mutation.importChats(data)", "Mutation.importRecipes(data)", "Mutation.renderRecipe(variables)"}
+
+
+def test_json_only_where_data_is_free_form_and_every_count_is_non_null():
+    found = set()
+    for name, graphql_type in SDL.type_map.items():
+        for field_name, field in (getattr(graphql_type, "fields", None) or {}).items():
+            if "JSON" in str(field.type):
+                found.add(f"{name}.{field_name}")
+            found.update(f"{name}.{field_name}({arg})" for arg, value in (getattr(field, "args", None) or {}).items()
+                         if "JSON" in str(value.type))
+            if field_name == "totalCount":
+                assert str(field.type) == "Int!", name
+    assert found == JSON_ALLOWED

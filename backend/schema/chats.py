@@ -18,6 +18,7 @@ from backend.chats.models import AiPreset, Chat, Message
 from backend.chats.codes import ChatErrorCode
 
 from .base import Connection, Deleted, ScopedNode, decode_id
+from .chat_settings import ChatSettings, RetrievalTrace, chat_settings, retrieval_trace
 from .context import Info
 from .documents import RetrievalStrategy
 from .users import input_to_patch
@@ -114,7 +115,11 @@ class MessageType(ScopedNode):
     groundedness: float | None = strawberry_django.field(
         description="Share of the answer's sentences supported by the passages they cite.")
     unsupported_sentences: list[str]
-    retrieval: JSON | None = strawberry_django.field(description="Query, strategy, settings and scored passages.")
+
+    @strawberry_django.field(only=["retrieval"], description="How a RAG answer found its passages (null otherwise).")
+    def retrieval(self) -> RetrievalTrace | None:
+        return retrieval_trace(self.retrieval)
+
     rating: int | None
     feedback_comment: str
     created_at: datetime
@@ -141,7 +146,11 @@ class MessageType(ScopedNode):
 class ChatType(ScopedNode):
     title: str
     model: str
-    settings: JSON
+
+    @strawberry_django.field(only=["settings"], description="This chat's own settings.")
+    def settings(self) -> ChatSettings:
+        return chat_settings(self.settings)
+
     pinned: bool
     archived: bool
     created_at: datetime

@@ -179,9 +179,22 @@ class Ack:
     message: str = ""
 
 
-@strawberry.type
+@strawberry.type(description="What an import added; importing the same export again adds nothing.")
 class ImportResult:
-    summary: JSON
+    profile_updated: bool
+    chats_created: int
+    presets_created: int
+    recipes_created: int
+    collections_created: int
+
+    @classmethod
+    def of(cls, summary: dict) -> "ImportResult":
+        part = lambda name: summary.get(name) or {}  # noqa: E731
+        return cls(profile_updated=bool(part("profile").get("updated")),
+                   chats_created=part("chats").get("chats_created", 0),
+                   presets_created=part("chats").get("presets_created", 0),
+                   recipes_created=part("recipes").get("recipes_created", 0),
+                   collections_created=part("documents").get("collections_created", 0))
 
 
 @strawberry.enum
@@ -331,7 +344,7 @@ class Mutation:
 
     @mutation(description="Import a data export; importing twice creates no duplicates.")
     def import_my_data(self, info: Info, data: JSON) -> ImportResult:
-        return ImportResult(summary=services.import_data(info.context.get_user(), data))
+        return ImportResult.of(services.import_data(info.context.get_user(), data))
 
 
 ACCOUNT_EVENT_KINDS = {kind.value for kind in AccountEventKind}
