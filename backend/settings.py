@@ -400,6 +400,13 @@ GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 2000)
 # as MULTI_QUERY; a page of N items multiplies what is asked inside it by N).
 GRAPHQL_MAX_COST = env_int("GRAPHQL_MAX_COST", 1000)
 GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", not PRODUCTION)
+# The app's own operations (persisted-documents.json from graphql-codegen, `npm run codegen` in
+# client/): found by hash without their text. With GRAPHQL_TRUSTED_DOCUMENTS_ONLY, the only ones run.
+GRAPHQL_PERSISTED_DOCUMENTS = env("GRAPHQL_PERSISTED_DOCUMENTS", "")
+GRAPHQL_TRUSTED_DOCUMENTS_ONLY = env_bool("GRAPHQL_TRUSTED_DOCUMENTS_ONLY", False)
+if GRAPHQL_TRUSTED_DOCUMENTS_ONLY and not GRAPHQL_PERSISTED_DOCUMENTS:
+    raise ImproperlyConfigured("GRAPHQL_TRUSTED_DOCUMENTS_ONLY needs GRAPHQL_PERSISTED_DOCUMENTS: the path of the "
+                               "persisted-documents.json generated from operations/ (cd client && npm run codegen).")
 GRAPHIQL = env_bool("GRAPHIQL", not PRODUCTION)
 STRAWBERRY_DJANGO = {
     "MUTATIONS_DEFAULT_HANDLE_ERRORS": True,

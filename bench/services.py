@@ -262,7 +262,7 @@ def api_token(base_url: str, email: str, password: str = "correct horse battery 
 
 
 UPLOAD = ("mutation($file: Upload!) { uploadDocument(file: $file) { ... on UploadedDocument { duplicate "
-          "document { id status } } ... on OperationInfo { messages { code message } } } }")
+          "document { id status } } ... on DocumentErrors { messages { code message } } } }")
 
 
 def upload_form(name: str, data: bytes, content_type: str = "application/octet-stream") -> tuple[dict, dict]:

@@ -30,10 +30,10 @@ class GraphQLWS:
             return {"type": "close", "code": message.get("code")}
         return json.loads(message["text"])
 
-    async def subscribe(self, query: str, variables: dict | None = None) -> str:
+    async def subscribe(self, query: str | None, variables: dict | None = None, extensions: dict | None = None) -> str:
         op_id = str(next(self.ids))
-        await self.comm.send_to(text_data=json.dumps(
-            {"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables or {}}}))
+        payload = {"query": query, "variables": variables or {}, **({"extensions": extensions} if extensions else {})}
+        await self.comm.send_to(text_data=json.dumps({"id": op_id, "type": "subscribe", "payload": payload}))
         return op_id
 
     async def execute(self, query: str, variables: dict | None = None) -> dict:

@@ -16,6 +16,7 @@ from . import chats, documents, quotas, recipes, streams, users
 from .checks import OperationChecks, OperationMetrics, SocketCredential
 from .errors import ErrorCodes, TopLevelErrorCode, classify
 from .inputs import UPLOAD
+from .persisted import PersistedQueries
 from .validation import AliasLimit, DepthLimit, ValidateOnce
 from backend.core.codes import ErrorCode
 
@@ -43,6 +44,7 @@ class Schema(strawberry.Schema):
 def build_schema() -> Schema:
     # Limits are read from settings for each operation; ValidateOnce comes after the rules.
     extensions = [
+        PersistedQueries,  # first: the others see the operation's text
         SocketCredential,
         DepthLimit,
         AliasLimit,

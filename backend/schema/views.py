@@ -19,6 +19,7 @@ from strawberry.types.unset import UNSET
 from backend.core import events, metrics, unavailable
 from backend.core.auth import bearer_secret
 
+from . import persisted
 from .context import Context
 from backend.core.codes import ErrorCode
 
@@ -128,7 +129,21 @@ def _user_for_secret(secret):
 class TransportWSHandler(BaseGraphQLTransportWSHandler):
     """graphql-transport-ws, telling a subscription the client completed from one whose socket
     closed: graphql-ws's lazy close sends "complete" and closes at once, and the operation's
-    cleanup would otherwise find the socket already gone."""
+    cleanup would otherwise find the socket already gone. Each operation's text is resolved as
+    over HTTP (persisted queries, trusted documents) before it runs."""
+
+    async def handle_subscribe(self, message) -> None:
+        payload = message.get("payload") or {}
+        try:
+            query = persisted.resolve(payload.get("query"), payload.get("extensions"))
+        except persisted.PersistedQueryError as error:
+            if self.connection_acknowledged and message["id"] not in self.operations:
+                await self.send_message({"id": message["id"], "type": "error",
+                                         "payload": [error.as_graphql().formatted]})
+                return
+        else:
+            message = {**message, "payload": {**payload, "query": query}}
+        await super().handle_subscribe(message)
 
     async def handle_complete(self, message) -> None:
         operation = self.operations.get(message["id"])

@@ -6,13 +6,19 @@
 //   every POST, taken from the response header CORS exposes to the frontend's origin.
 // - Websocket: GraphQLWsLink over graphql-ws (graphql-transport-ws), authenticated by the
 //   session cookie or by `connectionParams: { authorization: "Bearer <token>" }`.
+// - Persisted queries: Apollo's PersistedQueryLink sends each operation's SHA-256 first (GET for
+//   queries); the app's own operations carry the hash graphql-codegen gave them (the server knows
+//   them from persisted-documents.json), any other is sent with its text once when the server asks.
 // - Cache: InMemoryCache with the generated possibleTypes (unions and interfaces) and
 //   relayStylePagination for the cursor connections.
 import { ApolloClient, ApolloLink, InMemoryCache } from "@apollo/client";
+import { PersistedQueryLink } from "@apollo/client/link/persisted-queries";
 import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
 import { getMainDefinition, relayStylePagination } from "@apollo/client/utilities";
 import UploadHttpLink from "apollo-upload-client/UploadHttpLink.mjs";
 import { createClient, type Client as WsClient } from "graphql-ws";
+import { print, type DocumentNode } from "graphql";
+import { createHash } from "node:crypto";
 import WebSocket from "ws";
 
 import possibleTypesResult from "./generated/possible-types.js";
@@ -56,6 +62,12 @@ export interface BackendClientOptions {
   /** An API token: sent as `Authorization: Bearer` on HTTP and in `connection_init`. */
   token?: string;
   jar?: CookieJar;
+  /**
+   * Apollo's persisted queries: "apq" (the default) hashes each document as sent and registers
+   * unknown ones; "trusted" sends the hash graphql-codegen gave the app's own operations, for a
+   * server that knows them (GRAPHQL_PERSISTED_DOCUMENTS, and GRAPHQL_TRUSTED_DOCUMENTS_ONLY); false: off.
+   */
+  persistedQueries?: "apq" | "trusted" | false;
 }
 
 export interface BackendClient {
@@ -94,8 +106,11 @@ export function createCache(): InMemoryCache {
       },
       Chat: { fields: { messages: relayStylePagination() } },
       Document: { fields: { chunks: relayStylePagination() } },
-      // Settings, metadata and retrieval are JSON scalars: replaced whole, never merged.
-      // Citations and search hits have no id of their own: they live inside their parents.
+      // Metadata is a JSON scalar: replaced whole. Settings, traces, citations and search hits have
+      // no id of their own: they live inside their parents (settings merged field by field).
+      ChatSettings: { keyFields: false, merge: true },
+      RagSettings: { keyFields: false, merge: true },
+      RetrievalTrace: { keyFields: false },
       Citation: { keyFields: false },
       SearchHit: { keyFields: false },
     },
@@ -140,6 +155,16 @@ export function createBackendClient(options: BackendClientOptions): BackendClien
     fetch: browserFetch,
   });
 
+  // Trusted: the hash graphql-codegen embedded (__meta__.hash); else the SHA-256 of the document
+  // as sent (Apollo's protocol: the server checks the text it is sent against it).
+  const mode = options.persistedQueries ?? "apq";
+  const persisted = new PersistedQueryLink({
+    generateHash: (document: DocumentNode) =>
+      (mode === "trusted" ? (document as { __meta__?: { hash?: string } }).__meta__?.hash : undefined) ??
+      createHash("sha256").update(print(document)).digest("hex"),
+    useGETForHashedQueries: true,
+  });
+
   const wsUrl = options.url.replace(/^http/, "ws");
   const origin = options.origin;
   // The `ws` package's constructor takes headers; a browser sends the cookie and Origin itself.
@@ -164,7 +189,7 @@ export function createBackendClient(options: BackendClientOptions): BackendClien
     connectionParams: () => (options.token ? { authorization: `Bearer ${options.token}` } : {}),
   });
 
-  const link = ApolloLink.split(
+  const transport = ApolloLink.split(
     ({ query }) => {
       const definition = getMainDefinition(query);
       return definition.kind === "OperationDefinition" && definition.operation === "subscription";
@@ -172,6 +197,7 @@ export function createBackendClient(options: BackendClientOptions): BackendClien
     new GraphQLWsLink(ws),
     httpLink,
   );
+  const link = mode === false ? transport : persisted.concat(transport);
 
   const apollo = new ApolloClient({ link, cache: createCache() });
   return {

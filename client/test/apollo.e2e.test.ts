@@ -33,14 +33,14 @@ import {
 } from "../src/generated/graphql.js";
 import { as, collect, errorCodes, sleep } from "./support/helpers.js";
 import { startFakeOpenAI, type FakeOpenAI } from "./support/openai.js";
-import { corpus, frontendOrigin, startServer, type RunningServer } from "./support/server.js";
+import { corpus, frontendOrigin, repoRoot, startServer, type RunningServer } from "./support/server.js";
 
 const PASSWORD = "correct horse battery staple 42";
 let server: RunningServer;
 const clients: BackendClient[] = [];
 
 function client(options: { token?: string; jar?: CookieJar } = {}): BackendClient {
-  const created = createBackendClient({ url: server.url, origin: frontendOrigin, ...options });
+  const created = createBackendClient({ url: server.url, origin: frontendOrigin, persistedQueries: "trusted", ...options });
   clients.push(created);
   return created;
 }
@@ -49,8 +49,13 @@ let openai: FakeOpenAI;
 
 before(async () => {
   openai = await startFakeOpenAI();
-  // gpt-4 through the local OpenAI-protocol server; RAG answers stay extractive.
-  server = await startServer({ OPENAI_API_KEY: "sk-e2e", OPENAI_BASE_URL: openai.url, RAG_GENERATOR: "extractive" });
+  // gpt-4 through the local OpenAI-protocol server; RAG answers stay extractive. The server runs
+  // as production would: only the operations graphql-codegen generated from operations/, by hash.
+  server = await startServer({
+    OPENAI_API_KEY: "sk-e2e", OPENAI_BASE_URL: openai.url, RAG_GENERATOR: "extractive",
+    GRAPHQL_PERSISTED_DOCUMENTS: join(repoRoot, "client", "src", "generated", "persisted-documents.json"),
+    GRAPHQL_TRUSTED_DOCUMENTS_ONLY: "true",
+  });
 });
 
 after(async () => {
@@ -305,6 +310,9 @@ test("extensions.code on an unauthenticated call and on a forbidden one", async 
   const stranger = client();
   const anonymous = await stranger.apollo.query({ query: ChatsDocument, variables: { first: 5 }, errorPolicy: "all" });
   assert.deepEqual(errorCodes(anonymous.error), ["UNAUTHENTICATED"]);
+  // An operation the app does not have is refused, by hash and then with its text.
+  const foreign = await alice.apollo.query({ query: gql`query NotOurs { me { id email } }`, fetchPolicy: "network-only", errorPolicy: "all" });
+  assert.deepEqual(errorCodes(foreign.error), ["PERSISTED_QUERY_NOT_ALLOWED"]);
 
   const shared = await alice.apollo.mutate({
     mutation: CreateRecipeDocument,
