@@ -24,12 +24,12 @@ def main():
     setup_django()
     from django.db import connection
 
-    from backend.chats import imports, services
-    from backend.users.services import register
+    from backend.chats import conversations, imports
+    from backend.users.accounts import register
 
     importer = register(email="a@example.com", password="bench passphrase 123")
     other = register(email="b@example.com", password="bench passphrase 123")
-    chat = services.create_chat(other, model="rag-faiss")
+    chat = conversations.create_chat(other, model="rag-faiss")
     data = [{"title": "big", "model": "gpt-4", "messages": [
         {"role": "user" if i % 2 == 0 else "assistant", "content": f"message number {i} " * 5} for i in range(count)]}]
     done, waits = threading.Event(), []
@@ -37,7 +37,7 @@ def main():
     def writer():
         while not done.is_set():
             started = time.perf_counter()
-            services.update_chat(other, chat.pk, title=f"t{len(waits)}")
+            conversations.update_chat(other, chat.pk, title=f"t{len(waits)}")
             waits.append(time.perf_counter() - started)
             time.sleep(0.05)
         connection.close()

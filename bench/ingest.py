@@ -47,18 +47,18 @@ def project_round(user, files: list[Path]) -> dict:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from backend.core.tasks import runner
-    from backend.documents import services
+    from backend.documents import library
     from backend.documents.models import Chunk, Document
 
     with Timer() as t:
         for f in files:
-            services.upload_document(user, SimpleUploadedFile(f.name, f.read_bytes()))
+            library.upload_document(user, SimpleUploadedFile(f.name, f.read_bytes()))
         runner().wait_idle(timeout=3600)
     docs = list(Document.objects.filter(uploaded_by=user))
     states = {d.status for d in docs}
     texts = list(Chunk.objects.filter(document__in=docs).order_by("document_id", "position").values_list("text", flat=True))
     for d in docs:
-        services.delete_document(user, d.pk)
+        library.delete_document(user, d.pk)
     return {"seconds": t.seconds, "documents": len(docs), "chunks": len(texts), "states": sorted(states), "texts": texts}
 
 
@@ -117,7 +117,7 @@ def main():
     from sentence_transformers import SentenceTransformer
 
     from backend.rag.embeddings import get_embedder
-    from backend.users.services import register
+    from backend.users.accounts import register
 
     user = register(email="bench@example.com", password="bench passphrase 123")
     model = get_embedder()  # loaded before timing, as in a running server

@@ -68,13 +68,13 @@ def multi_topic_user():
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from backend.core.tasks import runner
-    from backend.documents import services
-    from backend.users.services import register
+    from backend.documents import library
+    from backend.users.accounts import register
 
     user = register(email="multi@example.com", password="bench passphrase 123")
-    services.upload_document(user, SimpleUploadedFile("README.md", (ROOT / "README.md").read_bytes()))
+    library.upload_document(user, SimpleUploadedFile("README.md", (ROOT / "README.md").read_bytes()))
     pdf = CORPUS / "pdf" / "google-doc-document.pdf"
-    services.upload_document(user, SimpleUploadedFile(pdf.name, pdf.read_bytes()))
+    library.upload_document(user, SimpleUploadedFile(pdf.name, pdf.read_bytes()))
     runner().wait_idle(timeout=600)
     return user
 

@@ -107,16 +107,16 @@ def ingest(docs):
     from django.db.models import Count
 
     from backend.core.tasks import runner
-    from backend.documents import services
+    from backend.documents import library
     from backend.documents.models import Document
-    from backend.users.services import register
+    from backend.users.accounts import register
 
     user = register(email="bench@example.com", password="bench passphrase 123")
     print(f"ingesting {len(docs)} documents through the documents service ...", flush=True)
     with Timer() as timer:
         for d in docs:
             body = f"{d['title']}\n\n{d['text']}".encode()
-            services.upload_document(user, SimpleUploadedFile(f"{d['_id']}.txt", body), title=d["title"][:200] or None)
+            library.upload_document(user, SimpleUploadedFile(f"{d['_id']}.txt", body), title=d["title"][:200] or None)
         runner().wait_idle(timeout=24 * 3600)
     states = dict(Document.objects.values_list("status").annotate(n=Count("id")))
     corpus_id = {pk: name.rsplit(".", 1)[0] for pk, name in Document.objects.values_list("pk", "original_name")}

@@ -141,9 +141,10 @@ def fill_database(n: int, dim: int):
     from backend.documents import vectors as vector_index
     from backend.documents.engines import engine, schema
     from backend.documents.models import Chunk, Collection, Document
-    from backend.documents.services import default_collection
+    from backend.documents.collections import default_collection
     from backend.rag.embeddings import to_bytes
-    from backend.users.services import create_api_token, register
+    from backend.users.accounts import register
+    from backend.users.credentials import create_api_token
 
     pgvector = engine().vectors.name == "pgvector"
     if pgvector:  # bulk load without the index, built once at the end

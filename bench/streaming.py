@@ -185,8 +185,9 @@ async def retried(url, secret, chat, client_id: str, copies: int) -> int:
 def make_pairs(count: int, per_user: int = 10) -> list[tuple[str, str]]:
     from strawberry import relay
 
-    from backend.chats.services import create_chat
-    from backend.users.services import create_api_token, register
+    from backend.chats.conversations import create_chat
+    from backend.users.accounts import register
+    from backend.users.credentials import create_api_token
 
     pairs = []
     for u in range((count + per_user - 1) // per_user):

@@ -353,7 +353,7 @@ def test_api_token_lifecycle(alice):
 
 
 def test_bearer_requests_skip_csrf_and_ignore_the_session(user, make_user):
-    from backend.users.services import create_api_token
+    from backend.users.credentials import create_api_token
 
     _, secret = create_api_token(user, name="ci")
     client = Client(enforce_csrf_checks=True)
@@ -372,7 +372,7 @@ def test_token_name_is_required(alice):
 
 
 def test_expired_token_is_refused(user):
-    from backend.users.services import create_api_token
+    from backend.users.credentials import create_api_token
 
     token, secret = create_api_token(user, name="old", expires_in_days=1)
     ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
@@ -396,7 +396,7 @@ def test_guest_session_can_be_claimed_keeping_the_account(gql):
 def test_expired_guests_are_purged_by_the_command(db):
     from django.core.management import call_command
 
-    from backend.users.services import start_guest_session
+    from backend.users.guests import start_guest_session
 
     fresh, stale = start_guest_session(), start_guest_session()
     User.objects.filter(pk=stale.pk).update(guest_expires_at=timezone.now() - timedelta(minutes=1))
@@ -506,12 +506,12 @@ def test_field_suggestions_are_off(alice):
 
 
 def test_unexpected_errors_are_masked(alice, monkeypatch):
-    from backend.users import services
+    from backend.users import portability
 
     def boom(user):
         raise RuntimeError("secret database detail")
 
-    monkeypatch.setattr(services, "export_data", boom)
+    monkeypatch.setattr(portability, "export_data", boom)
     result = alice("query { exportMyData }")
     assert result["errors"][0]["message"] == "Unexpected error."
     assert error_codes(result) == ["INTERNAL"]

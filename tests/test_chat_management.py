@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from backend.chats import keys, services
+from backend.chats import conversations, keys, presets
 from backend.chats.models import Chat, Message
 from backend.rag.pipeline import groundedness, rewrite_follow_up
 from backend.rag.retrieval import reciprocal_rank_fusion, score_fusion
@@ -190,7 +190,7 @@ def test_usage_stats(alice):
 
 def test_account_export_carries_chats_and_presets(alice, bob):
     _chat_with_messages(alice.user, "Plants", ["q", "a"])
-    services.create_preset(alice.user, name="P", model="gpt-4")
+    presets.create_preset(alice.user, name="P", model="gpt-4")
     exported = alice("{ exportMyData }")["data"]["exportMyData"]
     assert exported["chats"]["chats"][0]["title"] == "Plants" and exported["chats"]["presets"][0]["name"] == "P"
     imp = "mutation($d: JSON!) { importMyData(data: $d) { ... on ImportResult { chatsCreated presetsCreated } } }"
@@ -252,6 +252,6 @@ def test_rag_defaults_come_from_preferences_then_chat_then_turn(alice):
     bad = alice("mutation { updatePreferences(preferences: { rag: { strategy: \"psychic\" } }) { ... on AccountErrors { messages { field code } } } }")
     assert bad["data"]["updatePreferences"]["messages"] == [{"field": "preferences.rag.strategy", "code": "INVALID_CHOICE"}]
     alice.user.refresh_from_db()
-    chat = services.create_chat(alice.user, model="rag-faiss", settings_={"rag": {"k": 3}})
+    chat = conversations.create_chat(alice.user, model="rag-faiss", settings_={"rag": {"k": 3}})
     params = effective_params(alice.user, chat, {"rag": {"threshold": 0.5}})
     assert (params["rag"]["strategy"], params["rag"]["k"], params["rag"]["threshold"]) == ("bm25", 3, 0.5)

@@ -9,10 +9,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from strawberry import relay
 
-from backend.chats import keys, services
+from backend.chats import conversations, keys
 from backend.chats.models import Chat, Message
 from backend.core.tasks import runner
-from backend.documents import services as documents
+from backend.documents import library
 
 from .fake_providers import FakeProvider
 from .test_documents import CORPUS, PHOTOSYNTHESIS_MD
@@ -66,7 +66,7 @@ async def socket_for(user):
 
 
 async def new_chat(user, model):
-    chat = await sync_to_async(services.create_chat)(user, model=model)
+    chat = await sync_to_async(conversations.create_chat)(user, model=model)
     return chat, str(relay.GlobalID("Chat", str(chat.pk)))
 
 
@@ -187,7 +187,7 @@ async def test_models_say_what_is_available(alice_user, settings):
 
 
 async def _ingest(user, name, content):
-    await sync_to_async(documents.upload_document)(user, SimpleUploadedFile(name, content))
+    await sync_to_async(library.upload_document)(user, SimpleUploadedFile(name, content))
     await sync_to_async(runner().wait_idle)()
 
 

@@ -9,7 +9,7 @@ from django.test import Client
 from strawberry import relay
 
 from backend.core.tasks import runner
-from backend.documents import services
+from backend.documents import collections, library
 
 from .ws import GraphQLWS, session_cookie
 
@@ -30,11 +30,11 @@ async def _socket_for(user):
 
 async def test_progress_events_arrive_in_order_until_ready(make_user):
     alice = await sync_to_async(make_user)("alice@example.com")
-    collection = await sync_to_async(services.default_collection)(alice)
+    collection = await sync_to_async(collections.default_collection)(alice)
     ws = await _socket_for(alice)
     op = await ws.subscribe(EVENTS, {"id": str(relay.GlobalID("Collection", str(collection.pk)))})
     await asyncio.sleep(0.2)
-    result = await sync_to_async(services.upload_document)(alice, SimpleUploadedFile("notes.md", TEXT))
+    result = await sync_to_async(library.upload_document)(alice, SimpleUploadedFile("notes.md", TEXT))
     events = []
     while not events or events[-1]["status"] not in ("READY", "FAILED"):
         message = await ws.receive(timeout=120)
@@ -58,7 +58,7 @@ async def test_progress_events_arrive_in_order_until_ready(make_user):
 async def test_strangers_cannot_follow_a_collection(make_user):
     alice = await sync_to_async(make_user)("alice@example.com")
     bob = await sync_to_async(make_user)("bob@example.com")
-    collection = await sync_to_async(services.default_collection)(alice)
+    collection = await sync_to_async(collections.default_collection)(alice)
     ws = await _socket_for(bob)
     await ws.subscribe(EVENTS, {"id": str(relay.GlobalID("Collection", str(collection.pk)))})
     message = await ws.receive()

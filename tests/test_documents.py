@@ -249,7 +249,7 @@ def test_viewer_can_search_but_not_delete_and_editor_can_upload(alice, bob, make
 def test_sharing_does_not_tell_whether_an_email_has_an_account(alice, make_user):
     """The owner gets the same answer for a registered address, an unverified one and an unknown
     one; the share reaches an account when its address is verified."""
-    from backend.users import services as users
+    from backend.users import rules, verification
 
     collection = alice('mutation { createCollection(name: "Team") { ... on Collection { id } } }')["data"]["createCollection"]["id"]
     verified = make_user("known@example.com", email_verified_at=timezone.now())
@@ -263,11 +263,11 @@ def test_sharing_does_not_tell_whether_an_email_has_an_account(alice, make_user)
                                                            "nobody@example.com"]
     readable = lambda user: Collection.objects.visible_to(user).filter(name="Team").exists()  # noqa: E731
     assert readable(verified) and not readable(unverified)  # someone who only typed the address gets nothing
-    users.verify_email(uid=users._uid(unverified), token=users.email_verification_tokens.make_token(unverified))
+    verification.verify_email(uid=rules.uid_of(unverified), token=verification.email_verification_tokens.make_token(unverified))
     assert readable(unverified)
     newcomer = make_user("nobody@example.com")
     assert not readable(newcomer)
-    users.verify_email(uid=users._uid(newcomer), token=users.email_verification_tokens.make_token(newcomer))
+    verification.verify_email(uid=rules.uid_of(newcomer), token=verification.email_verification_tokens.make_token(newcomer))
     assert readable(newcomer)
 
 
@@ -362,7 +362,7 @@ def test_a_burst_of_documents_writes_the_index_once_or_twice_and_it_holds_every_
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.db import transaction
 
-    from backend.documents import services
+    from backend.documents import library
     from backend.rag.index import FaissStore
 
     writes = []
@@ -371,7 +371,7 @@ def test_a_burst_of_documents_writes_the_index_once_or_twice_and_it_holds_every_
     with transaction.atomic():  # the six ingestions are queued together, at commit
         for i in range(6):
             body = f"Note {i}. " + TRAINS_TXT.decode("latin-1") + f" Platform {i} is at the far end of the hall."
-            services.upload_document(user, SimpleUploadedFile(f"note-{i}.txt", body.encode()))
+            library.upload_document(user, SimpleUploadedFile(f"note-{i}.txt", body.encode()))
     wait()
     assert Document.objects.filter(status="READY").count() == 6
     assert 1 <= len(writes) <= 2, writes  # not one write per document

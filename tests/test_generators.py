@@ -4,9 +4,9 @@ the server's default, the extractive generator when no model is available; the a
 import pytest
 from asgiref.sync import sync_to_async
 
-from backend.chats import keys, services
+from backend.chats import conversations, keys
 from backend.chats.models import Message
-from backend.users.services import update_preferences
+from backend.users.profile import update_preferences
 
 from .test_chats import _ingest, fake, new_chat, socket_for, stream  # noqa: F401
 from .test_documents import PHOTOSYNTHESIS_MD
@@ -89,7 +89,7 @@ async def test_a_chosen_generator_the_user_cannot_use_is_refused_before_storing(
     assert await sync_to_async(Message.objects.count)() == 0
     # A chat that names it is refused too.
     with pytest.raises(Exception) as refused:
-        await sync_to_async(services.create_chat)(user, model="rag-faiss",
+        await sync_to_async(conversations.create_chat)(user, model="rag-faiss",
                                                   settings_={"rag": {"generator": "gpt-4"}})
     assert getattr(refused.value, "code", None) == "MODEL_UNAVAILABLE"
 

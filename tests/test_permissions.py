@@ -6,14 +6,14 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from strawberry import relay
 
-from backend.chats import services as chats
+from backend.chats import conversations, presets
 from backend.chats.models import Message
 from backend.core.tasks import runner
-from backend.documents import services as documents
+from backend.documents import collections, library
 from backend.documents.models import Chunk, Role
 from backend.recipes import services as recipes
 from backend.schema import schema
-from backend.users import services as users
+from backend.users import credentials
 
 from .conftest import GraphQLClient, error_codes
 from .test_documents import PHOTOSYNTHESIS_MD
@@ -53,17 +53,17 @@ def world(make_user):
     owner, stranger = make_user("owner@example.com"), make_user("stranger@example.com")
     viewer = make_user("viewer@example.com", email_verified_at=timezone.now())
     editor = make_user("editor@example.com", email_verified_at=timezone.now())
-    shared = documents.create_collection(owner, name="Shared")
-    documents.share_collection(owner, shared.pk, email="viewer@example.com", role=Role.VIEWER)
-    documents.share_collection(owner, shared.pk, email="editor@example.com", role=Role.EDITOR)
-    document = documents.upload_document(owner, SimpleUploadedFile("plants.md", PHOTOSYNTHESIS_MD),
+    shared = collections.create_collection(owner, name="Shared")
+    collections.share_collection(owner, shared.pk, email="viewer@example.com", role=Role.VIEWER)
+    collections.share_collection(owner, shared.pk, email="editor@example.com", role=Role.EDITOR)
+    document = library.upload_document(owner, SimpleUploadedFile("plants.md", PHOTOSYNTHESIS_MD),
                                          collection_id=shared.pk).document
     assert runner().wait_idle(timeout=120)
-    chat = chats.create_chat(owner, model="rag-faiss")
+    chat = conversations.create_chat(owner, model="rag-faiss")
     answer = Message.objects.create(chat=chat, role="assistant", content="an answer")
-    token, _ = users.create_api_token(owner, name="t")
+    token, _ = credentials.create_api_token(owner, name="t")
     objects = {
-        "Chat": chat, "Message": answer, "AiPreset": chats.create_preset(owner, name="p", model="rag-faiss"),
+        "Chat": chat, "Message": answer, "AiPreset": presets.create_preset(owner, name="p", model="rag-faiss"),
         "ApiToken": token, "User": owner, "Recipe": recipes.create_recipe(owner, title="r", template="Hi {{x}}"),
         "Collection": shared, "Document": document, "Chunk": Chunk.objects.filter(document=document).first(),
     }

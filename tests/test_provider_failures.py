@@ -7,7 +7,7 @@ import socket
 import pytest
 from asgiref.sync import sync_to_async
 
-from backend.chats import keys, services
+from backend.chats import conversations, keys
 from backend.chats.models import Chat, Message
 
 from .conftest import error_codes
@@ -137,7 +137,7 @@ def test_a_rejected_key_is_named_never_echoed(alice_user, fake, settings):
     fake.mode = "auth"
     settings.OPENAI_BASE_URL = fake.url + "/v1"
     keys.set_provider_key(alice_user, provider="openai", api_key="sk-wrong")
-    started = turn.start_turn(alice_user, services.create_chat(alice_user, model="gpt-4").pk, "hi")
+    started = turn.start_turn(alice_user, conversations.create_chat(alice_user, model="gpt-4").pk, "hi")
 
     async def run():
         return [event async for event in stream_turn(started, asyncio.Event())]

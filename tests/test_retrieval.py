@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.models import F
 
-from backend.documents import engines, search, services
+from backend.documents import collections, engines, search
 from backend.documents.models import Chunk, Collection, Document
 from backend.rag.embeddings import DIMENSION, to_bytes
 
@@ -28,7 +28,7 @@ WORDS = "protein cell gene tumor patients risk study clinical receptor pathway i
 
 def fill(user, documents: int, per_document: int, *, rare_every: int = 0, seed: int = 1) -> Collection:
     """Synthetic READY documents with random unit vectors, stored as ingestion stores them."""
-    collection = services.default_collection(user)
+    collection = collections.default_collection(user)
     rng = np.random.default_rng(seed)
     with transaction.atomic():
         for d in range(documents):
@@ -110,7 +110,7 @@ def test_search_defaults_to_hybrid_like_the_chats(alice, monkeypatch):
 
 
 def test_a_chat_turn_retrieves_outside_the_transaction_that_stores_the_question(make_user, monkeypatch):
-    from backend.chats import services as chats
+    from backend.chats import conversations
     from backend.chats import turn as chat_turn
     from backend.rag import retrieval
 
@@ -120,7 +120,7 @@ def test_a_chat_turn_retrieves_outside_the_transaction_that_stores_the_question(
     real = retrieval.Retriever.rank
     monkeypatch.setattr(retrieval.Retriever, "rank",
                         lambda self, *a: in_transaction.append(connection.in_atomic_block) or real(self, *a))
-    chat = chats.create_chat(user, model="rag-faiss")
+    chat = conversations.create_chat(user, model="rag-faiss")
     turn = chat_turn.start_turn(user, chat.pk, "Which tumor genes matter?", parameters={"rag": {"threshold": -1.0}})
     assert in_transaction == [False]
     assert turn.answer.sources and turn.answer.retrieval["strategy"] == "hybrid"

@@ -12,8 +12,8 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 from django.utils import timezone
 
-from backend.users import services
-from backend.users.models import ApiToken
+from backend.users import accounts, credentials, passwords, rules
+from backend.users.models import ApiToken, User
 
 from .conftest import PASSWORD
 from .ws import GraphQLWS, session_cookie
@@ -30,7 +30,7 @@ def alice(make_user):
 
 
 async def token_socket(user):
-    token, secret = await sync_to_async(services.create_api_token)(user, name="ws")
+    token, secret = await sync_to_async(credentials.create_api_token)(user, name="ws")
     ws = GraphQLWS()
     assert (await ws.connect({"authorization": f"Bearer {secret}"}))["type"] == "connection_ack"
     await live_subscription(ws)
@@ -63,7 +63,7 @@ async def closed_within(ws, seconds: float = 1.0) -> None:
 async def test_revoking_a_token_closes_its_sockets_and_not_the_others(alice):
     token, _, ws = await token_socket(alice)
     _, _, other = await token_socket(alice)
-    await sync_to_async(services.revoke_api_token)(alice, token.pk)
+    await sync_to_async(credentials.revoke_api_token)(alice, token.pk)
     await closed_within(ws)
     assert (await other.execute(ME))["payload"]["data"]["me"]["email"] == "alice@example.com"
     await other.close()
@@ -82,10 +82,10 @@ async def test_logging_out_closes_the_sockets_of_that_session(alice):
 async def test_a_password_change_revokes_tokens_and_closes_every_socket(alice):
     _, secret, token_ws = await token_socket(alice)
     _, session_ws = await session_socket(alice)
-    await sync_to_async(services.change_password)(alice, current_password=PASSWORD, new_password="a whole new passphrase")
+    await sync_to_async(passwords.change_password)(alice, current_password=PASSWORD, new_password="a whole new passphrase")
     await closed_within(token_ws)
     await closed_within(session_ws)
-    assert await sync_to_async(services.user_for_token)(secret) is None
+    assert await sync_to_async(credentials.user_for_token)(secret) is None
     assert not await sync_to_async(ApiToken.objects.filter(user=alice, revoked_at__isnull=True).exists)()
     again = GraphQLWS()
     assert await again.connect({"authorization": f"Bearer {secret}"}) == {"type": "close", "code": 4403}
@@ -96,15 +96,15 @@ async def test_a_password_reset_does_the_same(alice):
 
     _, secret, ws = await token_socket(alice)
     token = await sync_to_async(default_token_generator.make_token)(alice)
-    await sync_to_async(services.reset_password)(uid=services._uid(alice), token=token,
+    await sync_to_async(passwords.reset_password)(uid=rules.uid_of(alice), token=token,
                                                  new_password="a whole new passphrase")
     await closed_within(ws)
-    assert await sync_to_async(services.user_for_token)(secret) is None
+    assert await sync_to_async(credentials.user_for_token)(secret) is None
 
 
 async def test_deleting_the_account_closes_its_sockets(alice):
     _, _, ws = await token_socket(alice)
-    await sync_to_async(services.delete_account)(alice, password=PASSWORD)
+    await sync_to_async(accounts.delete_account)(alice, password=PASSWORD)
     await closed_within(ws)
 
 
@@ -126,9 +126,9 @@ async def test_an_expired_guest_signs_in_nowhere(db):
     call = sync_to_async(client)
     started = await call("mutation { startGuestSession { ... on User { id } } }")
     assert started["data"]["startGuestSession"]["id"] and (await call(ME))["data"]["me"] is not None
-    user = await sync_to_async(lambda: services.User.objects.get(is_guest=True))()
+    user = await sync_to_async(lambda: User.objects.get(is_guest=True))()
     # A socket of the guest closes when the account expires, with no operation on it.
-    await sync_to_async(services.User.objects.filter(pk=user.pk).update)(
+    await sync_to_async(User.objects.filter(pk=user.pk).update)(
         guest_expires_at=timezone.now() + timedelta(seconds=1))
     ws = GraphQLWS(cookie=session_cookie(client.client))
     assert await ws.connect() == {"type": "connection_ack"}
@@ -143,18 +143,18 @@ async def test_an_expired_guest_signs_in_nowhere(db):
 
 
 async def test_a_member_removed_from_a_collection_stops_receiving_its_events(alice, make_user):
-    from backend.documents import services as documents
+    from backend.documents import collections
 
     bob = await sync_to_async(make_user)("bob@example.com", email_verified_at=timezone.now())
-    collection = await sync_to_async(documents.create_collection)(alice, name="Shared")
-    await sync_to_async(documents.share_collection)(alice, collection.pk, email="bob@example.com", role="VIEWER")
+    collection = await sync_to_async(collections.create_collection)(alice, name="Shared")
+    await sync_to_async(collections.share_collection)(alice, collection.pk, email="bob@example.com", role="VIEWER")
     client, ws = await session_socket(bob)
     from strawberry import relay
 
     gid = str(relay.GlobalID("Collection", str(collection.pk)))
     op = await ws.subscribe("subscription($c: ID!) { documentEvents(collectionId: $c) { status } }", {"c": gid})
     await asyncio.sleep(0.2)
-    await sync_to_async(documents.unshare_collection)(alice, collection.pk, email="bob@example.com")
+    await sync_to_async(collections.unshare_collection)(alice, collection.pk, email="bob@example.com")
     started = time.monotonic()
     while True:
         message = await ws.receive(timeout=1.0)

@@ -19,7 +19,7 @@ from strawberry import relay
 
 from backend.core import tasks
 from bench.services import COMPOSE_WORKER, Redis
-from backend.documents import services
+from backend.documents import collections, library
 from backend.documents.models import Document
 
 from .ws import GraphQLWS
@@ -74,7 +74,7 @@ async def test_celery_worker_ingests_and_its_events_reach_this_process(celery_wo
     from .ws import session_cookie
 
     alice = await sync_to_async(make_user)("alice@example.com")
-    collection = await sync_to_async(services.default_collection)(alice)
+    collection = await sync_to_async(collections.default_collection)(alice)
     client = Client()
     await sync_to_async(client.force_login)(alice)
     ws = GraphQLWS(cookie=session_cookie(client))
@@ -85,7 +85,7 @@ async def test_celery_worker_ingests_and_its_events_reach_this_process(celery_wo
 
     assert isinstance(tasks.runner(), tasks.CeleryRunner)
     text = b"Celery workers read this file in another process. " * 30
-    result = await sync_to_async(services.upload_document)(alice, SimpleUploadedFile("remote.txt", text))
+    result = await sync_to_async(library.upload_document)(alice, SimpleUploadedFile("remote.txt", text))
     statuses = []
     while not statuses or statuses[-1] not in ("READY", "FAILED"):
         message = await ws.receive(timeout=120)

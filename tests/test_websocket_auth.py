@@ -4,7 +4,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
 
-from backend.users import services
+from backend.users import credentials, profile
 
 from .conftest import PASSWORD
 from .ws import GraphQLWS, session_cookie
@@ -31,7 +31,7 @@ async def test_session_cookie_authenticates_the_socket(alice):
 
 
 async def test_connection_init_token_authenticates_the_socket(alice):
-    _, secret = await sync_to_async(services.create_api_token)(alice, name="ws")
+    _, secret = await sync_to_async(credentials.create_api_token)(alice, name="ws")
     ws = GraphQLWS()
     assert (await ws.connect({"authorization": f"Bearer {secret}"}))["type"] == "connection_ack"
     assert (await ws.execute(ME))["payload"]["data"]["me"]["email"] == "alice@example.com"
@@ -39,8 +39,8 @@ async def test_connection_init_token_authenticates_the_socket(alice):
 
 
 async def test_a_bad_or_revoked_token_closes_the_socket(alice):
-    token, secret = await sync_to_async(services.create_api_token)(alice, name="ws")
-    await sync_to_async(services.revoke_api_token)(alice, token.pk)
+    token, secret = await sync_to_async(credentials.create_api_token)(alice, name="ws")
+    await sync_to_async(credentials.revoke_api_token)(alice, token.pk)
     for header in (f"Bearer {secret}", "Bearer cbk_made-up", "Basic abc"):
         ws = GraphQLWS()
         assert await ws.connect({"authorization": header}) == {"type": "close", "code": 4403}
@@ -59,7 +59,7 @@ async def test_anonymous_socket_sees_no_user_and_is_refused_private_subscription
 
 
 async def test_account_events_reach_every_socket_of_the_user(alice, make_user):
-    _, secret = await sync_to_async(services.create_api_token)(alice, name="ws")
+    _, secret = await sync_to_async(credentials.create_api_token)(alice, name="ws")
     ws = GraphQLWS()
     await ws.connect({"authorization": f"Bearer {secret}"})
     op = await ws.subscribe(EVENTS)
@@ -68,8 +68,8 @@ async def test_account_events_reach_every_socket_of_the_user(alice, make_user):
 
     await asyncio.sleep(0.2)
     other = await sync_to_async(make_user)("bob@example.com")
-    await sync_to_async(services.update_profile)(other, bio="not alice")  # another user's change: not delivered
-    await sync_to_async(services.update_preferences)(alice, {"theme": "dark"})
+    await sync_to_async(profile.update_profile)(other, bio="not alice")  # another user's change: not delivered
+    await sync_to_async(profile.update_preferences)(alice, {"theme": "dark"})
     message = await ws.receive()
     assert message == {"id": op, "type": "next", "payload": {"data": {"accountEvents": {"kind": "PREFERENCES_UPDATED"}}}}
     await ws.complete(op)

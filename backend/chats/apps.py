@@ -6,4 +6,4 @@ class ChatsConfig(AppConfig):
     label = "chats"
 
     def ready(self):
-        from . import services  # noqa: F401  registers the chats part of data export
+        from . import portability  # noqa: F401  registers the chats part of data export

@@ -82,7 +82,7 @@ def clean_chat(item, path: str) -> dict:
     messages = item.get("messages", [])
     if not isinstance(messages, list):
         raise _fail(f"{path}.messages", "must be a list.")
-    model = item.get("model") if item.get("model") in catalog.BY_ID else "gpt-3.5-turbo"
+    model = item.get("model") if item.get("model") in catalog.BY_ID else catalog.DEFAULT_MODEL
     settings = item.get("settings") or {}
     if not isinstance(settings, dict):
         raise _fail(f"{path}.settings", "must be an object.")

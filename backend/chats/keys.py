@@ -24,11 +24,11 @@ def _fernet():
 
 def set_provider_key(user, *, provider: str, api_key: str, account_id: str = "") -> ProviderKey:
     _require(user)
-    if provider not in ("openai", "cloudflare"):
-        raise _field("provider", "openai or cloudflare.", ChatErrorCode.INVALID_CHOICE)
+    if provider not in catalog.PROVIDERS:
+        raise _field("provider", f"One of {', '.join(catalog.PROVIDERS)}.", ChatErrorCode.INVALID_CHOICE)
     if not api_key or len(api_key) > 500:
         raise _field("apiKey", "Paste the key (at most 500 characters).", ChatErrorCode.REQUIRED)
-    if provider == "cloudflare" and not account_id:
+    if provider == catalog.CLOUDFLARE and not account_id:
         raise _field("accountId", "Cloudflare needs your account id too.", ChatErrorCode.REQUIRED)
     key, _ = ProviderKey.objects.update_or_create(
         owner=user, provider=provider,
@@ -49,7 +49,7 @@ def credentials(user) -> catalog.Credentials:
     if user is not None and user.is_authenticated:
         for key in ProviderKey.objects.visible_to(user):
             secret = _fernet().decrypt(bytes(key.secret)).decode()
-            if key.provider == "openai":
+            if key.provider == catalog.OPENAI:
                 creds.openai_api_key = secret
             else:
                 creds.cloudflare_api_token, creds.cloudflare_account_id = secret, key.account_id

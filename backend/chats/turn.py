@@ -27,7 +27,7 @@ from . import generation
 from .keys import credentials, rag_generator, require, require_model
 from .models import Chat, Message
 from .params import known_model, clean_settings, effective_params
-from .services import get_chat, get_message
+from .conversations import get_chat, get_message
 from .codes import ChatErrorCode
 
 logger = logging.getLogger(__name__)

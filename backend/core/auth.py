@@ -5,8 +5,14 @@ is ignored and CSRF does not apply (a browser never attaches that header on its 
 revoked or expired token leaves the request anonymous, so the API answers UNAUTHENTICATED.
 """
 
+from typing import Callable
+
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.contrib.auth.models import AnonymousUser
+
+# Who a bearer secret belongs to (None: nobody): the accounts app sets it when it starts (core
+# imports no app).
+token_owner: Callable[[str], object | None] = lambda secret: None  # noqa: E731
 
 
 def bearer_secret(header: str | None) -> str | None:
@@ -22,9 +28,7 @@ def _authenticate(request) -> None:
     secret = bearer_secret(request.headers.get("Authorization"))
     if secret is None:
         return
-    from backend.users.services import user_for_token
-
-    user = user_for_token(secret) or AnonymousUser()
+    user = token_owner(secret) or AnonymousUser()
     request.user = user
     request._cached_user = user
     request._acached_user = user

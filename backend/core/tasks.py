@@ -1,6 +1,8 @@
 """Background work behind a small interface, chosen by settings.
 
-``enqueue(name, *args)`` schedules a registered task once the current transaction commits. The
+A task is a function declared with ``@task("app.name")``; ``that_function.enqueue(*args)``
+schedules it once the current transaction commits (callers hold the task itself, never its
+name: the name only travels to Celery, which finds the function by it). The
 embedded default runs it on an in-process thread pool; with ``CELERY_BROKER_URL`` set it is sent
 to Celery workers, which run the very same function (see ``backend/celery.py``). Tasks must be
 idempotent: a task may run again after a crash or a redelivery.
@@ -20,11 +22,31 @@ logger = logging.getLogger(__name__)
 REGISTRY: dict[str, Callable] = {}
 
 
+class Task:
+    """A registered background function: call it to run it here and now, ``enqueue`` to queue it."""
+
+    def __init__(self, name: str, fn: Callable):
+        self.name, self.fn = name, fn
+        self.__doc__, self.__name__ = fn.__doc__, fn.__name__
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+    def enqueue(self, *args) -> None:
+        """Queue it once the current transaction commits (at once outside one)."""
+        transaction.on_commit(lambda: self.submit(*args))
+
+    def submit(self, *args) -> None:
+        """Queue it now, whatever transaction is open."""
+        runner().submit(self.name, *args)
+
+
 def task(name: str):
-    def register(fn):
+    def register(fn) -> Task:
+        if name in REGISTRY and REGISTRY[name] is not fn:
+            raise ValueError(f"two tasks named {name}")
         REGISTRY[name] = fn
-        fn.task_name = name
-        return fn
+        return Task(name, fn)
     return register
 
 
@@ -92,9 +114,3 @@ def runner():
                 else:
                     _runner = InProcessRunner(settings.TASK_WORKERS)
     return _runner
-
-
-def enqueue(name: str, *args) -> None:
-    if name not in REGISTRY:
-        raise KeyError(f"unknown task {name}")
-    transaction.on_commit(lambda: runner().submit(name, *args))

@@ -13,7 +13,12 @@ class DocumentsConfig(AppConfig):
 
         from backend.rag import embeddings
 
-        from . import ingest, services  # noqa: F401  registers the ingest task and the export part
+        from backend.core import metrics as core_metrics
+
+        from . import ingest, portability  # noqa: F401  register the ingestion tasks and the export part
+        from .metrics import DocumentFigures
+
+        core_metrics.register_once(DocumentFigures())
 
         embeddings.configure(backend=settings.EMBEDDING_BACKEND, query_backend=settings.QUERY_EMBEDDING_BACKEND,
                              batch_size=settings.EMBEDDING_BATCH_SIZE, threads=settings.EMBEDDING_THREADS or None,

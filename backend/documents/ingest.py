@@ -22,7 +22,7 @@ from backend.rag.parsing import extract_with_timeout
 
 from . import engines, recovery, vectors
 from .models import Chunk, Collection, Document
-from .services import publish_document_event
+from .events import publish_document_event
 from .codes import DocumentErrorCode
 
 logger = logging.getLogger(__name__)

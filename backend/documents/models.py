@@ -45,11 +45,9 @@ class Collection(models.Model):
         """Collections a user owns or that were shared with them."""
         return Q(**{f"{prefix}owner": user}) | Q(**{f"{prefix}pk__in": _shared_with(user)})
 
-    @classmethod
-    def editable_q(cls, user, prefix=""):
-        return Q(**{f"{prefix}owner": user}) | Q(**{f"{prefix}pk__in": _shared_with(user, (Role.EDITOR,))})
-
     def role_of(self, user) -> str | None:
+        """The one rule of what a user may do here (VIEWER reads, EDITOR changes documents, OWNER
+        changes the collection): ``collections.get_collection(need=...)`` applies it everywhere."""
         if user is None or not user.is_authenticated:
             return None
         if self.owner_id == user.pk:

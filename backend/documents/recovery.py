@@ -82,10 +82,9 @@ def is_stuck(document: Document) -> bool:
 
 def sweep() -> dict:
     """Requeue or fail documents whose worker is gone; returns the counts (for logs and tests)."""
-    from backend.core.tasks import runner
 
     from .ingest import fail, ingest
-    from .services import publish_document_event
+    from .events import publish_document_event
 
     counts = {"requeued": 0, "failed": 0}
     for pk, status, beat, attempts in Document.objects.filter(_lost()).values_list(
@@ -98,7 +97,7 @@ def sweep() -> dict:
                 counts["failed"] += 1
             continue
         if row.update(status=Document.Status.PENDING, stage="requeued", heartbeat_at=timezone.now()):
-            runner().submit(ingest.task_name, pk)
+            ingest.submit(pk)
             counts["requeued"] += 1
             document = Document.objects.filter(pk=pk).first()
             if document is not None:
@@ -110,15 +109,13 @@ def sweep() -> dict:
 
 def resume_unfinished() -> int:
     """Embedded runner, at start-up: this process was the only worker, so nothing still runs."""
-    from backend.core.tasks import runner
-
     from .ingest import ingest
 
     Document.objects.filter(status=Document.Status.PROCESSING).update(
         status=Document.Status.PENDING, stage="requeued", heartbeat_at=timezone.now())
     ids = list(Document.objects.filter(status=Document.Status.PENDING).values_list("pk", flat=True))
     for pk in ids:
-        runner().submit(ingest.task_name, pk)
+        ingest.submit(pk)
     return len(ids)
 
 

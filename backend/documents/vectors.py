@@ -123,10 +123,11 @@ def schedule_sync(collection_id: int) -> None:
     """Sync the collection's file soon, once for however many changes land before it runs."""
     from django.core.cache import cache
 
-    from backend.core import tasks
 
     if cache.add(_sync_key(collection_id), 1, timeout=600):
-        tasks.enqueue("documents.sync_index", collection_id)
+        from .ingest import sync_index  # ingest uses this module
+
+        sync_index.enqueue(collection_id)
 
 
 def run_scheduled_sync(collection_id: int) -> None:

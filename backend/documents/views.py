@@ -5,13 +5,13 @@ from django.http import FileResponse, Http404, JsonResponse
 from backend.core.errors import NotFound, Unauthenticated
 from backend.rag.loaders import CONTENT_TYPES
 
-from . import services
+from . import library
 from backend.core.codes import ErrorCode
 
 
 def download(request, uid):
     try:
-        handle, document = services.open_original(request.user, uid)
+        handle, document = library.open_original(request.user, uid)
     except Unauthenticated:
         return JsonResponse({"error": {"code": ErrorCode.UNAUTHENTICATED, "message": "Sign in to download."}}, status=401)
     except (NotFound, FileNotFoundError):

@@ -15,10 +15,14 @@ class ModelInfo:
     uses_documents: bool
 
 
+OPENAI, CLOUDFLARE = "openai", "cloudflare"
+PROVIDERS = (OPENAI, CLOUDFLARE)  # the providers whose keys a user may store
+DEFAULT_MODEL = "gpt-3.5-turbo"  # a new user's default model (and an imported chat's, when unknown)
+
 MODELS = (
-    ModelInfo("llama-3", "Llama 3", "cloudflare", "Meta Llama 3 8B Instruct on Cloudflare Workers AI.", 2048, False),
-    ModelInfo("gpt-3.5-turbo", "GPT-3.5 Turbo", "openai", "OpenAI's fast general-purpose chat model.", 4096, False),
-    ModelInfo("gpt-4", "GPT-4", "openai", "OpenAI's most capable model of the four.", 8192, False),
+    ModelInfo("llama-3", "Llama 3", CLOUDFLARE, "Meta Llama 3 8B Instruct on Cloudflare Workers AI.", 2048, False),
+    ModelInfo("gpt-3.5-turbo", "GPT-3.5 Turbo", OPENAI, "OpenAI's fast general-purpose chat model.", 4096, False),
+    ModelInfo("gpt-4", "GPT-4", OPENAI, "OpenAI's most capable model of the four.", 8192, False),
     ModelInfo("rag-faiss", "RAG Knowledge Base", "rag",
               "Answers from your own documents with citations: retrieval over your collections, then "
               "generation by the language model you choose (or quotes from the passages when none is "
@@ -60,9 +64,9 @@ class Availability:
 def availability(model_id: str, creds: Credentials) -> Availability:
     """Whether ``model_id`` can answer with these credentials (the RAG model always can)."""
     provider = BY_ID[model_id].provider if model_id in BY_ID else "extractive"
-    if provider == "openai" and not creds.openai_api_key:
+    if provider == OPENAI and not creds.openai_api_key:
         return Availability(False, NO_KEY, "No OpenAI API key: add yours in settings (setProviderKey).")
-    if provider == "cloudflare":
+    if provider == CLOUDFLARE:
         if not creds.cloudflare_account_id:
             return Availability(False, NOT_CONFIGURED, "Cloudflare Workers AI is not configured: add your "
                                 "Cloudflare account id and API token in settings (setProviderKey).")
@@ -94,7 +98,7 @@ def provider_for(generator: str, creds: Credentials, timeout: float = 60):
     if generator == EXTRACTIVE:
         return ExtractiveGenerator()
     info = BY_ID[generator]
-    if info.provider == "openai":
+    if info.provider == OPENAI:
         return OpenAIProvider(generator, creds.openai_api_key, creds.openai_base_url or None, timeout=timeout)
     kwargs = {"base_url": creds.cloudflare_base_url} if creds.cloudflare_base_url else {}
     return CloudflareProvider(creds.cloudflare_account_id, creds.cloudflare_api_token, timeout=timeout, **kwargs)

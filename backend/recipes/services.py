@@ -74,7 +74,7 @@ def get_recipe(user, pk, *, edit: bool = False) -> Recipe:
     recipe = Recipe.objects.visible_to(user).filter(pk=pk).first()
     if recipe is None:
         raise NotFound("No such recipe.")
-    if edit and recipe.owner_id != user.pk:
+    if edit and not Recipe.objects.editable_by(user).filter(pk=recipe.pk).exists():
         raise Forbidden("Only the recipe's owner can change it; copy it to make your own.")
     return recipe
 

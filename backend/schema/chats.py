@@ -9,7 +9,7 @@ from django.db.models import Q
 from strawberry import relay
 from strawberry.scalars import JSON
 
-from backend.chats import generation, imports, keys, services, turn
+from backend.chats import conversations, generation, imports, keys, portability, presets, turn
 from backend.core.concurrency import in_thread_pool
 from backend.rag import catalog
 from backend.rag.providers import ProviderErrorCode
@@ -44,10 +44,8 @@ class ExportFormat(enum.Enum):
     MARKDOWN = "markdown"
 
 
-@strawberry.enum
-class Provider(enum.Enum):
-    OPENAI = "openai"
-    CLOUDFLARE = "cloudflare"
+Provider = strawberry.enum(enum.Enum("Provider", {p.upper(): p for p in catalog.PROVIDERS}),
+                           description="A provider whose API key you may store.")
 
 
 @strawberry.enum(description="Why a model cannot be used.")
@@ -281,7 +279,7 @@ class Query:
 
     @strawberry_django.field
     def export_chat(self, info: Info, id: relay.GlobalID, format: ExportFormat = ExportFormat.JSON) -> str:
-        return services.export_chat(info.context.get_user(), _chat_pk(id), format.value)
+        return portability.export_chat(info.context.get_user(), _chat_pk(id), format.value)
 
     @strawberry_django.field(description="Which provider keys of your own are stored (never the keys).")
     def provider_keys(self, info: Info) -> list[ProviderKeyStatus]:
@@ -306,7 +304,7 @@ class Mutation:
     @mutation
     def create_chat(self, info: Info, title: str = "", model: str | None = None,
                     parameters: ChatParametersInput | None = None, preset_id: relay.GlobalID | None = None) -> ChatType:
-        return services.create_chat(info.context.get_user(), title=title, model=model,
+        return conversations.create_chat(info.context.get_user(), title=title, model=model,
                                     settings_=parameters_dict(parameters),
                                     preset_id=decode_id(preset_id, "AiPreset") if preset_id else None)
 
@@ -314,13 +312,13 @@ class Mutation:
     def update_chat(self, info: Info, id: relay.GlobalID, title: str | None = None, model: str | None = None,
                     parameters: ChatParametersInput | None = None, pinned: bool | None = None,
                     archived: bool | None = None) -> ChatType:
-        return services.update_chat(info.context.get_user(), _chat_pk(id), title=title, model=model,
+        return conversations.update_chat(info.context.get_user(), _chat_pk(id), title=title, model=model,
                                     settings_=parameters_dict(parameters) if parameters else None,
                                     pinned=pinned, archived=archived)
 
     @mutation
     def delete_chat(self, info: Info, id: relay.GlobalID) -> Deleted:
-        services.delete_chat(info.context.get_user(), _chat_pk(id))
+        conversations.delete_chat(info.context.get_user(), _chat_pk(id))
         return Deleted(id=id)
 
     @mutation(description="Chats from exportChat(format: JSON): one or a list; repeats are skipped.")
@@ -329,7 +327,7 @@ class Mutation:
 
     @mutation
     def rate_message(self, info: Info, id: relay.GlobalID, rating: int | None, comment: str = "") -> MessageType:
-        return services.rate_message(info.context.get_user(), _message_pk(id), rating=rating, comment=comment)
+        return conversations.rate_message(info.context.get_user(), _message_pk(id), rating=rating, comment=comment)
 
     @mutation(description="Stop an answer being written, on whichever server it runs; returns it "
                                             "in its final state (CANCELLED, with the text so far).")
@@ -353,20 +351,20 @@ class Mutation:
     @mutation
     def create_ai_preset(self, info: Info, name: str, model: str, temperature: float = 0.7, top_p: float | None = None,
                          max_tokens: int = 1024, system_prompt: str = "") -> AiPresetType:
-        return services.create_preset(info.context.get_user(), name=name, model=model, temperature=temperature,
+        return presets.create_preset(info.context.get_user(), name=name, model=model, temperature=temperature,
                                       top_p=top_p, max_tokens=max_tokens, system_prompt=system_prompt)
 
     @mutation
     def update_ai_preset(self, info: Info, id: relay.GlobalID, name: str | None = None, model: str | None = None,
                          temperature: float | None = None, top_p: float | None = None, max_tokens: int | None = None,
                          system_prompt: str | None = None) -> AiPresetType:
-        return services.update_preset(info.context.get_user(), decode_id(id, "AiPreset"), name=name, model=model,
+        return presets.update_preset(info.context.get_user(), decode_id(id, "AiPreset"), name=name, model=model,
                                       temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                       system_prompt=system_prompt)
 
     @mutation
     def delete_ai_preset(self, info: Info, id: relay.GlobalID) -> Deleted:
-        services.delete_preset(info.context.get_user(), decode_id(id, "AiPreset"))
+        presets.delete_preset(info.context.get_user(), decode_id(id, "AiPreset"))
         return Deleted(id=id)
 
     @mutation(description="Store your own key for a provider (encrypted; never shown again).")

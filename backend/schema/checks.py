@@ -42,7 +42,7 @@ class SocketCredential(SchemaExtension):
         credential = getattr(context, "credential", None)
         if getattr(context, "ws", None) is not None and credential is not None:
             from backend.core.concurrency import in_thread_pool
-            from backend.users.services import credential_valid
+            from backend.users.credentials import credential_valid
 
             if not await in_thread_pool(credential_valid)(credential):
                 context.user, context.credential = None, None

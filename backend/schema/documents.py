@@ -1,4 +1,4 @@
-"""Documents and collections: types and thin resolvers over ``backend.documents.services``."""
+"""Documents and collections: types and thin resolvers over the documents app's services."""
 
 import enum
 from collections.abc import AsyncGenerator
@@ -13,7 +13,8 @@ from strawberry.scalars import JSON
 
 from backend.core import events
 from backend.documents import search as document_search
-from backend.documents import services
+from backend.documents import collections, library
+from backend.documents.events import DELETED, DOCUMENT
 from backend.documents.models import Chunk, Collection, CollectionShare, Document, Role
 from backend.rag import retrieval
 
@@ -29,7 +30,7 @@ mutation = mutation_of(DocumentErrors)
 
 DocumentStatus = strawberry.enum(Document.Status, name="DocumentStatus")
 DocumentEventStatus = strawberry.enum(
-    enum.Enum("DocumentEventStatus", {**{s.name: s.value for s in Document.Status}, services.DELETED: services.DELETED}),
+    enum.Enum("DocumentEventStatus", {**{s.name: s.value for s in Document.Status}, DELETED: DELETED}),
     description="The document's status after the event; DELETED when it is gone.")
 FileType = strawberry.enum(enum.Enum("FileType", {t.upper(): t for t in Document.FileType.values}), name="FileType")
 CollectionRole = strawberry.enum(Role, name="CollectionRole")
@@ -270,7 +271,7 @@ class Query:
 
     @strawberry_django.connection(Connection[CollectionType], description="Collections you may read.")
     def collections(self, info: Info) -> list[CollectionType]:
-        services.default_collection(info.context.get_user())
+        collections.default_collection(info.context.get_user())
         return Collection.objects.all()
 
     @strawberry_django.field
@@ -286,7 +287,7 @@ class Query:
 
     @strawberry_django.field(description="Index figures for each collection you may read.")
     def vector_store_stats(self, info: Info) -> list[VectorStoreStats]:
-        return [_stats(s) for s in services.vector_store_stats(info.context.get_user())]
+        return [_stats(s) for s in collections.vector_store_stats(info.context.get_user())]
 
 
 def _still_readable(context, collection_pk) -> bool:
@@ -299,7 +300,7 @@ class Mutation:
     @mutation(description="Upload a PDF, DOCX, TXT or MD file; it is processed in the background.")
     def upload_document(self, info: Info, file: Upload, collection_id: relay.GlobalID | None = None,
                         tags: list[str] | None = None, title: str | None = None) -> UploadedDocument:
-        return _uploaded(services.upload_document(info.context.get_user(), file,
+        return _uploaded(library.upload_document(info.context.get_user(), file,
                                                   collection_id=_collection_pk(collection_id), tags=tags, title=title))
 
     @mutation(description="Several files at once; each succeeds or fails on its own.")
@@ -311,58 +312,58 @@ class Mutation:
         uploaded, failed = [], []
         for upload in files:
             try:
-                uploaded.append(_uploaded(services.upload_document(
+                uploaded.append(_uploaded(library.upload_document(
                     user, upload, collection_id=_collection_pk(collection_id), tags=tags)))
             except ValidationError as exc:
                 error = next(iter(exc.error_dict.values()))[0] if hasattr(exc, "error_dict") else exc.error_list[0]
-                failed.append(UploadFailure(file_name=services.sanitize_filename(upload.name),
+                failed.append(UploadFailure(file_name=library.sanitize_filename(upload.name),
                                             code=DocumentErrorCode(error.code), message=error.messages[0]))
         return UploadBatch(uploaded=uploaded, failed=failed)
 
     @mutation
     def update_document(self, info: Info, id: relay.GlobalID, title: str | None = None, tags: list[str] | None = None,
                         collection_id: relay.GlobalID | None = None) -> DocumentType:
-        return services.update_document(info.context.get_user(), decode_id(id, "Document"), title=title, tags=tags,
+        return library.update_document(info.context.get_user(), decode_id(id, "Document"), title=title, tags=tags,
                                         collection_id=_collection_pk(collection_id))
 
     @mutation(description="Delete the document, its file and its vectors.")
     def delete_document(self, info: Info, id: relay.GlobalID) -> Deleted:
-        services.delete_document(info.context.get_user(), decode_id(id, "Document"))
+        library.delete_document(info.context.get_user(), decode_id(id, "Document"))
         return Deleted(id=id)
 
     @mutation
     def create_collection(self, info: Info, name: str, description: str = "") -> CollectionType:
-        return services.create_collection(info.context.get_user(), name=name, description=description)
+        return collections.create_collection(info.context.get_user(), name=name, description=description)
 
     @mutation
     def update_collection(self, info: Info, id: relay.GlobalID, name: str | None = None,
                           description: str | None = None) -> CollectionType:
-        return services.update_collection(info.context.get_user(), decode_id(id, "Collection"), name=name,
+        return collections.update_collection(info.context.get_user(), decode_id(id, "Collection"), name=name,
                                           description=description)
 
     @mutation(description="Delete the collection with its documents, files and vectors.")
     def delete_collection(self, info: Info, id: relay.GlobalID) -> Deleted:
-        services.delete_collection(info.context.get_user(), decode_id(id, "Collection"))
+        collections.delete_collection(info.context.get_user(), decode_id(id, "Collection"))
         return Deleted(id=id)
 
     @mutation
     def share_collection(self, info: Info, id: relay.GlobalID, email: str, role: ShareRole) -> CollectionType:
-        share = services.share_collection(info.context.get_user(), decode_id(id, "Collection"), email=email,
+        share = collections.share_collection(info.context.get_user(), decode_id(id, "Collection"), email=email,
                                           role=role.value)
         return share.collection
 
     @mutation(description="Owner: remove a share by its email. Member: leave (userId: your me.id).")
     def unshare_collection(self, info: Info, id: relay.GlobalID, email: str | None = None,
                            user_id: relay.GlobalID | None = None) -> CollectionType:
-        return services.unshare_collection(info.context.get_user(), decode_id(id, "Collection"), email=email,
+        return collections.unshare_collection(info.context.get_user(), decode_id(id, "Collection"), email=email,
                                            user_id=decode_id(user_id, "User") if user_id is not None else None)
 
     @mutation
     def rebuild_index(self, info: Info, collection_id: relay.GlobalID) -> VectorStoreStats:
-        return _stats(services.rebuild_index(info.context.get_user(), _collection_pk(collection_id)))
+        return _stats(collections.rebuild_index(info.context.get_user(), _collection_pk(collection_id)))
 
 
-DOCUMENT_KINDS = {"DOCUMENT"}
+DOCUMENT_KINDS = {DOCUMENT}
 
 
 @strawberry.type
@@ -370,7 +371,7 @@ class Subscription:
     @strawberry.subscription(description="Status and progress of the documents of a collection you may read.")
     async def document_events(self, info: Info, collection_id: relay.GlobalID) -> AsyncGenerator[DocumentEvent, None]:
         user = info.context.get_user()
-        collection = await sync_to_async(services.get_collection)(user, _collection_pk(collection_id))
+        collection = await sync_to_async(collections.get_collection)(user, _collection_pk(collection_id))
         group = events.collection_group(collection.pk)
         async with info.context.ws.listen_to_channel("app.event", groups=[group]) as messages:
             async for message in messages:

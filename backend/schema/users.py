@@ -1,4 +1,4 @@
-"""Accounts: types and thin resolvers over ``backend.users.services``."""
+"""Accounts: types and thin resolvers over the users app's services."""
 
 import enum
 from collections.abc import AsyncGenerator
@@ -15,7 +15,7 @@ from backend.core import events
 from backend.core.auth import client_address
 from backend.core.errors import BadUserInput
 from backend.users import preferences as prefs
-from backend.users import services
+from backend.users import accounts, credentials, guests, passwords, portability, profile, verification
 from backend.users.models import ApiToken, User
 
 from backend.users.codes import AccountErrorCode
@@ -231,7 +231,7 @@ class Query:
 
     @strawberry_django.field(description="Everything this service holds about you, as JSON.")
     def export_my_data(self, info: Info) -> JSON:
-        return services.export_data(info.context.get_user())
+        return portability.export_data(info.context.get_user())
 
 
 @strawberry.type
@@ -240,7 +240,7 @@ class Mutation:
     def register(self, info: Info, email: str, password: str, username: str | None = None,
                  display_name: str | None = "") -> UserType:
         request = info.context.http_request
-        user = services.register(email=email, password=password, username=username, display_name=display_name or "",
+        user = accounts.register(email=email, password=password, username=username, display_name=display_name or "",
                                  client_address=info.context.client_address)
         if request is not None:
             auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -250,7 +250,7 @@ class Mutation:
     @mutation(description="Sign in with email and password; sets the session cookie.")
     def login(self, info: Info, email: str, password: str) -> UserType:
         request = _http_request(info)
-        user = services.authenticate(request, email=email, password=password)
+        user = accounts.authenticate(request, email=email, password=password)
         auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         info.context.user = user
         return user
@@ -259,7 +259,7 @@ class Mutation:
     def logout(self, info: Info) -> bool:
         user = info.context.user
         auth.logout(_http_request(info))
-        services.signed_out(user)  # the sockets this session opened close
+        credentials.signed_out(user)  # the sockets this session opened close
         info.context.user = None
         return True
 
@@ -267,24 +267,24 @@ class Mutation:
     def update_profile(self, info: Info, username: str | None = None, display_name: str | None = None,
                        bio: str | None = None, email: str | None = None,
                        current_password: str | None = None) -> UserType:
-        return services.update_profile(info.context.get_user(), username=username, display_name=display_name,
+        return profile.update_profile(info.context.get_user(), username=username, display_name=display_name,
                                        bio=bio, email=email, current_password=current_password)
 
     @mutation
     def update_preferences(self, info: Info, preferences: PreferencesInput) -> UserType:
-        return services.update_preferences(info.context.get_user(), input_to_patch(preferences))
+        return profile.update_preferences(info.context.get_user(), input_to_patch(preferences))
 
     @mutation(description="PNG, JPEG, GIF or WebP; cropped and resized to a square.")
     def upload_avatar(self, info: Info, file: Upload) -> UserType:
-        return services.upload_avatar(info.context.get_user(), file)
+        return profile.upload_avatar(info.context.get_user(), file)
 
     @mutation
     def remove_avatar(self, info: Info) -> UserType:
-        return services.remove_avatar(info.context.get_user())
+        return profile.remove_avatar(info.context.get_user())
 
     @mutation(description="Also revokes your API tokens and ends your other sessions and sockets.")
     def change_password(self, info: Info, current_password: str, new_password: str) -> UserType:
-        user = services.change_password(info.context.get_user(), current_password=current_password,
+        user = passwords.change_password(info.context.get_user(), current_password=current_password,
                                         new_password=new_password)
         request = info.context.http_request
         if request is not None and getattr(request, "auth_method", "session") == "session":
@@ -293,42 +293,42 @@ class Mutation:
 
     @mutation(description="Always answers ok, whether or not the email has an account.")
     def request_password_reset(self, info: Info, email: str) -> Ack:
-        services.request_password_reset(email, info.context.client_address)
+        passwords.request_password_reset(email, info.context.client_address)
         return Ack(ok=True, message="If an account exists for this address, we sent it a reset link.")
 
     @mutation(description="Also revokes your API tokens and ends your sessions and sockets.")
     def reset_password(self, info: Info, uid: str, token: str, new_password: str) -> UserType:
-        return services.reset_password(uid=uid, token=token, new_password=new_password)
+        return passwords.reset_password(uid=uid, token=token, new_password=new_password)
 
     @mutation
     def request_email_verification(self, info: Info) -> Ack:
-        services.request_email_verification(info.context.get_user(), info.context.client_address)
+        verification.request_email_verification(info.context.get_user(), info.context.client_address)
         return Ack(ok=True, message="We sent you a verification link.")
 
     @mutation
     def verify_email(self, info: Info, uid: str, token: str) -> UserType:
-        return services.verify_email(uid=uid, token=token)
+        return verification.verify_email(uid=uid, token=token)
 
     @mutation
     def create_api_token(self, info: Info, name: str, expires_in_days: int | None = None) -> NewApiToken:
-        token, secret = services.create_api_token(info.context.get_user(), name=name, expires_in_days=expires_in_days)
+        token, secret = credentials.create_api_token(info.context.get_user(), name=name, expires_in_days=expires_in_days)
         return NewApiToken(token=token, secret=secret)
 
     @mutation
     def revoke_api_token(self, info: Info, id: relay.GlobalID) -> ApiTokenType:
-        return services.revoke_api_token(info.context.get_user(), decode_id(id, "ApiToken"))
+        return credentials.revoke_api_token(info.context.get_user(), decode_id(id, "ApiToken"))
 
     @mutation(description="A temporary account whose data expires unless claimed.")
     def start_guest_session(self, info: Info) -> UserType:
         request = _http_request(info)
-        user = services.start_guest_session(client_address(request))
+        user = guests.start_guest_session(client_address(request))
         auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         info.context.user = user
         return user
 
     @mutation(description="Turn the guest account into a full account, keeping its data.")
     def claim_guest_account(self, info: Info, email: str, password: str, username: str | None = None) -> UserType:
-        user = services.claim_guest_account(info.context.get_user(), email=email, password=password, username=username)
+        user = guests.claim_guest_account(info.context.get_user(), email=email, password=password, username=username)
         request = info.context.http_request
         if request is not None:
             auth.update_session_auth_hash(request, user)
@@ -336,7 +336,7 @@ class Mutation:
 
     @mutation(description="Delete your account and everything it owns, files included.")
     def delete_account(self, info: Info, password: str = "") -> Ack:
-        services.delete_account(info.context.get_user(), password=password)
+        accounts.delete_account(info.context.get_user(), password=password)
         request = info.context.http_request
         if request is not None:
             auth.logout(request)
@@ -344,7 +344,7 @@ class Mutation:
 
     @mutation(description="Import a data export; importing twice creates no duplicates.")
     def import_my_data(self, info: Info, data: JSON) -> ImportResult:
-        return ImportResult.of(services.import_data(info.context.get_user(), data))
+        return ImportResult.of(portability.import_data(info.context.get_user(), data))
 
 
 ACCOUNT_EVENT_KINDS = {kind.value for kind in AccountEventKind}

@@ -76,14 +76,14 @@ class GraphQLView(AsyncGraphQLView):
     async def get_context(self, request, response) -> Context:
         from django.contrib.auth.models import AnonymousUser
 
-        from backend.users.services import usable
+        from backend.users.credentials import usable
 
         user = await request.auser()
         if user.is_authenticated and not usable(user):  # a guest past its expiry signs in no more
             user = AnonymousUser()
         request.user = user  # resolved once; later checks must not re-read the session
         if user.is_authenticated:
-            from backend.users.services import touch_last_active
+            from backend.users.accounts import touch_last_active
 
             await database_sync_to_async(touch_last_active)(user)
         return Context(request=request, response=response, user=user)
@@ -118,7 +118,8 @@ def _unavailable(response) -> bool:
 
 
 def _user_for_secret(secret):
-    from backend.users.services import touch_last_active, user_for_token
+    from backend.users.accounts import touch_last_active
+    from backend.users.credentials import user_for_token
 
     user = user_for_token(secret)
     if user is not None:
@@ -185,7 +186,7 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         return Context(request=request, ws=request, user=request.scope.get("user"))
 
     async def on_ws_connect(self, context: Context):
-        from backend.users.services import usable
+        from backend.users.credentials import usable
 
         params = context.connection_params or {}
         header = params.get("authorization") or params.get("Authorization")
@@ -229,7 +230,7 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         await super().dispatch(message)
 
     async def _check_credential(self) -> None:
-        from backend.users.services import credential_valid
+        from backend.users.credentials import credential_valid
 
         context = getattr(self, "ws_context", None)
         if context is None or context.credential is None:

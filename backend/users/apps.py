@@ -6,4 +6,8 @@ class UsersConfig(AppConfig):
     label = "users"
 
     def ready(self):
-        from . import services  # noqa: F401  registers the profile part of data export
+        from backend.core import auth
+
+        from . import credentials, portability  # noqa: F401  portability registers the profile part of exports
+
+        auth.token_owner = credentials.user_for_token

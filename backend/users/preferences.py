@@ -78,7 +78,7 @@ DEFAULTS = {
     "theme": "system",
     "language": "en",
     "timezone": "UTC",
-    "default_model": "gpt-3.5-turbo",
+    "default_model": catalog.DEFAULT_MODEL,
     "ai": {"temperature": 0.7, "max_tokens": 1024, "system_prompt": ""},
     # generator: who writes RAG answers (a language model's id, "extractive", or "auto": the
     # server's RAG_GENERATOR, else your default model or the first language model you can use).

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from backend.chats.services import purge_expired_chats
+from backend.chats.conversations import purge_expired_chats
 
 
 class Command(BaseCommand):

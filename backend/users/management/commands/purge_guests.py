@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from backend.users.services import purge_expired_guests
+from backend.users.guests import purge_expired_guests
 
 
 class Command(BaseCommand):

@@ -1,0 +1,64 @@
+"""A chat exported (JSON or Markdown), and the chats part of a user's data export and import."""
+
+import json
+
+
+from backend.core import userdata
+from backend.core.errors import field_error as _field
+from backend.rag import catalog
+
+from .models import AiPreset, Chat, Message
+from .imports import import_chats
+from .codes import ChatErrorCode
+from .conversations import get_chat
+
+
+# --- export, import, retention --------------------------------------------------------------
+
+def chat_dict(chat: Chat) -> dict:
+    return {"uid": str(chat.uid), "title": chat.title, "model": chat.model, "settings": chat.settings,
+            "pinned": chat.pinned, "archived": chat.archived, "created_at": chat.created_at.isoformat(),
+            "messages": [{"uid": str(m.uid), "role": m.role, "content": m.content, "model": m.model,
+                          "status": m.status, "sources": m.sources, "rating": m.rating,
+                          "created_at": m.created_at.isoformat()} for m in Message.in_order(chat.messages.all())]}
+
+
+def export_chat(user, pk, fmt: str = "json") -> str:
+    chat = get_chat(user, pk)
+    if fmt == "json":
+        return json.dumps(chat_dict(chat), indent=2, ensure_ascii=False)
+    if fmt != "markdown":
+        raise _field("format", "json or markdown.", ChatErrorCode.INVALID_CHOICE)
+    lines = [f"# {chat.title or 'Chat'}", "", f"Model: {chat.model}", ""]
+    for m in Message.in_order(chat.messages.all()):
+        lines += [f"## {m.role.capitalize()}", "", m.content, ""]
+        for s in m.sources:
+            page = f", page {s['page']}" if s.get("page") else ""
+            lines.append(f"[{s['number']}] {s['title']}{page}")
+        if m.sources:
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _export_all(user) -> dict:
+    return {"chats": [chat_dict(c) for c in Chat.objects.filter(owner=user, importing=False)],
+            "presets": [{"name": p.name, "model": p.model, "temperature": p.temperature, "top_p": p.top_p,
+                         "max_tokens": p.max_tokens, "system_prompt": p.system_prompt}
+                        for p in AiPreset.objects.filter(owner=user)]}
+
+
+def _import_all(user, data) -> dict:
+    if not isinstance(data, dict):
+        raise _field("data.chats", "Must be an object.", ChatErrorCode.WRONG_TYPE)
+    created = import_chats(user, data.get("chats", []))
+    presets = 0
+    for p in data.get("presets", []):
+        if isinstance(p, dict) and p.get("name") and p.get("model") in catalog.BY_ID:
+            _, made = AiPreset.objects.get_or_create(owner=user, name=str(p["name"])[:100], defaults={
+                "model": p["model"], "temperature": p.get("temperature", 0.7), "top_p": p.get("top_p"),
+                "max_tokens": p.get("max_tokens", 1024), "system_prompt": p.get("system_prompt", "")})
+            presets += made
+    return {"chats_created": created, "presets_created": presets}
+
+
+userdata.register(userdata.UserDataPart(name="chats", export=_export_all, import_=_import_all))

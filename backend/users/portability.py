@@ -1,0 +1,71 @@
+"""A user's data export and import, walking every app's registered part."""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from backend.core import userdata
+from backend.core.scoping import require_user
+
+from . import preferences as prefs
+from .models import User
+from backend.users.codes import AccountErrorCode
+from .rules import BIO_MAX, DISPLAY_NAME_MAX
+
+
+EXPORT_FORMAT = "chat-backend.user-export"
+EXPORT_VERSION = 1
+
+
+def _export_profile(user: User) -> dict:
+    return {
+        "email": user.email,
+        "username": user.username,
+        "display_name": user.display_name,
+        "bio": user.bio,
+        "preferences": prefs.effective(user.preferences),
+        "date_joined": user.date_joined.isoformat(),
+    }
+
+
+def _import_profile(user: User, data) -> dict:
+    if not isinstance(data, dict):
+        raise ValidationError({"data.profile": ValidationError("Must be an object.", code=AccountErrorCode.WRONG_TYPE)})
+    fields = {k: data[k] for k in ("display_name", "bio") if isinstance(data.get(k), str)}
+    patch = data.get("preferences")
+    if patch is not None:
+        clean = prefs.validate_patch(patch)
+        user.preferences = prefs.merge(prefs.effective(user.preferences), clean)
+    for key, value in fields.items():
+        setattr(user, key, value[: BIO_MAX if key == "bio" else DISPLAY_NAME_MAX])
+    user.save()
+    return {"updated": 1}
+
+
+userdata.register(userdata.UserDataPart(name="profile", export=_export_profile, import_=_import_profile))
+
+
+def export_data(user: User) -> dict:
+    require_user(user)
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported_at": timezone.now().isoformat(),
+        **{part.name: part.export(user) for part in userdata.parts()},
+    }
+
+
+@transaction.atomic
+def import_data(user: User, data) -> dict:
+    """Apply an export. Every part upserts by stable keys, so importing twice adds nothing."""
+    require_user(user)
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise ValidationError({"data": ValidationError("This is not a data export of this service.", code=AccountErrorCode.INVALID_FORMAT)})
+    if data.get("version") != EXPORT_VERSION:
+        raise ValidationError({"data": ValidationError("Unsupported export version.", code=AccountErrorCode.UNSUPPORTED_VERSION)})
+    user = User.objects.select_for_update().get(pk=user.pk)
+    summary = {}
+    for part in userdata.parts():
+        if part.name in data:
+            summary[part.name] = part.import_(user, data[part.name])
+    return summary
