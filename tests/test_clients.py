@@ -37,6 +37,31 @@ def test_codegen_generates_types_that_compile():
     npm("typecheck")
 
 
+def test_codegen_writes_the_trusted_documents_the_server_loads():
+    import json
+
+    from backend.schema import persisted
+
+    npm("codegen")
+    documents = json.loads((CLIENT / "src" / "generated" / "persisted-documents.json").read_text())
+    assert len(documents) > 50
+    for digest, text in documents.items():  # each key is the SHA-256 of its text, as the server checks
+        assert persisted.sha256(text) == digest and "__typename" in text
+
+
+def test_the_schema_linter_refuses_an_undocumented_field(tmp_path):
+    """scripts/schema_checks.sh lints schema.graphql in the test command; here, that it can fail."""
+    eslint = [str(CLIENT / "node_modules" / ".bin" / "eslint"), "--config", str(CLIENT / "eslint.config.mjs"),
+              "schema.graphql"]
+    (tmp_path / "schema.graphql").write_text('"""Reads."""\ntype Query {\n  """Documented."""\n  ok: Boolean\n'
+                                             '  undocumented: Int\n}\n')
+    result = subprocess.run(eslint, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "undocumented" in result.stdout, result.stdout + result.stderr
+    assert "require-description" in result.stdout
+    checked_in = subprocess.run(eslint, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert checked_in.returncode == 0, checked_in.stdout + checked_in.stderr
+
+
 def test_operations_cover_the_schema():
     output = npm("test:operations")
     assert "# fail 0" in output and "# pass 4" in output

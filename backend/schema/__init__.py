@@ -12,7 +12,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from . import chats, documents, quotas, recipes, streams, users
+from . import chats, docs, documents, quotas, recipes, streams, users
 from .checks import OperationChecks, OperationMetrics, SocketCredential
 from .errors import ErrorCodes, TopLevelErrorCode, classify
 from .inputs import UPLOAD
@@ -57,7 +57,7 @@ def build_schema() -> Schema:
     ]
     if not settings.GRAPHQL_INTROSPECTION:
         extensions.insert(0, DisableIntrospection)
-    return Schema(
+    built = Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -66,6 +66,8 @@ def build_schema() -> Schema:
         config=StrawberryConfig(disable_field_suggestions=True,
                                 scalar_map={quotas.BigInt: quotas.BIG_INT, Upload: UPLOAD}),
     )
+    docs.apply(built._schema)
+    return built
 
 
 schema = build_schema()

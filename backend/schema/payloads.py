@@ -73,7 +73,9 @@ class PayloadMutation(DjangoMutationBase):
             types_ = tuple(_get_mutation_types(resolved))
             if self.errors_type not in types_:
                 name = capitalize_first(to_camel_case(self.python_name))
-                resolved = Annotated[Union[(*types_, self.errors_type)], strawberry.union(f"{name}Payload")]  # noqa: UP007
+                payload = strawberry.union(f"{name}Payload", description=(
+                    f"What {to_camel_case(self.python_name)} returns: its result, or the input errors (nothing changed)."))
+                resolved = Annotated[Union[(*types_, self.errors_type)], payload]  # noqa: UP007
                 self.type_annotation = StrawberryAnnotation(
                     resolved, namespace=getattr(self.type_annotation, "namespace", None))
             self._resolved_return_type = True
