@@ -92,12 +92,13 @@ def _retrieve(user, question: str, history: list[ChatMessage], rag: dict) -> tup
 
 
 def start_turn(user, chat_id, content: str, *, client_id: str | None = None, model: str | None = None,
-               parameters: dict | None = None, question: Message | None = None) -> Turn:
+               parameters: dict | None = None, question: Message | None = None, adopt: int | None = None) -> Turn:
     """Validate; refuse a model the user cannot use and a used-up quota; retrieve (RAG: before any
     write, outside a transaction); then store the question and an empty STREAMING answer in one
     transaction. Nothing is stored when any check fails. A question already sent with
     ``client_id`` gives its turn (``attached``), stores nothing and counts against no limit.
-    ``question``: answer this stored question again, as a new current version of its answer."""
+    ``question``: answer this stored question again, as a new current version of its answer
+    (``adopt``: an earlier answer of it stored before versions existed, made a version too)."""
     from backend.quotas import services as quotas
 
     chat = get_chat(user, chat_id)
@@ -160,6 +161,8 @@ def start_turn(user, chat_id, content: str, *, client_id: str | None = None, mod
                 question = Message.objects.create(chat=chat, role=Message.Role.USER, content=content,
                                                   model=chat.model, prompt_tokens=prompt_tokens, client_id=client_id)
             else:  # the answers so far become earlier versions
+                if adopt is not None:
+                    Message.objects.filter(pk=adopt, chat=chat, reply_to__isnull=True).update(reply_to=question)
                 Message.objects.filter(chat=chat, role=Message.Role.ASSISTANT, reply_to=question).update(superseded=True)
             turn.user_message = question
             turn.answer = Message.objects.create(
@@ -218,9 +221,9 @@ def start_regeneration(user, message_id) -> Turn:
     question = question_of(old)
     if question is None:
         raise _field("id", "There is no question to answer.", ChatErrorCode.NO_QUESTION)
-    if old.reply_to_id is None:  # an answer from before versions: it becomes the first version
-        Message.objects.filter(pk=old.pk).update(reply_to=question)
-    return start_turn(user, old.chat_id, question.content, question=question)
+    # An answer from before versions becomes the first version, in the turn's transaction.
+    return start_turn(user, old.chat_id, question.content, question=question,
+                      adopt=old.pk if old.reply_to_id is None else None)
 
 
 def followable(user, message_id) -> tuple[Message, Message | None]:
