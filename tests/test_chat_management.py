@@ -248,9 +248,11 @@ def test_search_documents_by_each_strategy(alice, strategy):
 def test_rag_defaults_come_from_preferences_then_chat_then_turn(alice):
     from backend.chats.params import effective_params
 
-    alice("mutation { updatePreferences(preferences: { rag: { strategy: \"bm25\", k: 7 } }) { __typename } }")
-    bad = alice("mutation { updatePreferences(preferences: { rag: { strategy: \"psychic\" } }) { ... on AccountErrors { messages { field code } } } }")
-    assert bad["data"]["updatePreferences"]["messages"] == [{"field": "preferences.rag.strategy", "code": "INVALID_CHOICE"}]
+    alice("mutation { updatePreferences(preferences: { rag: { strategy: BM25, k: 7 } }) { __typename } }")
+    bad = alice("mutation { updatePreferences(preferences: { rag: { strategy: PSYCHIC } }) { __typename } }")
+    assert error_codes(bad) == ["BAD_USER_INPUT"]  # not a RetrievalStrategy: refused before anything runs
+    assert alice("{ me { preferences { rag { strategy k } } } }")["data"]["me"]["preferences"]["rag"] == {
+        "strategy": "BM25", "k": 7}
     alice.user.refresh_from_db()
     chat = conversations.create_chat(alice.user, model="rag-faiss", settings_={"rag": {"k": 3}})
     params = effective_params(alice.user, chat, {"rag": {"threshold": 0.5}})

@@ -246,7 +246,7 @@ FIELDS = {
     "Query.recipe": "A recipe you may see, or null.",
     "QuotaUsage.quota": "The quota.",
     "QuotaUsage.used": "How much of it you used this period.",
-    "RagDefaults.strategy": "How passages are found (dense, bm25, hybrid or multi_query).",
+    "RagDefaults.strategy": "How passages are found.",
     "RagDefaults.k": "How many passages to retrieve.",
     "RagDefaults.threshold": "The lowest score a passage may have (-1 to 1).",
     "RagDefaults.contextBudget": "Tokens of passages the model is given at most.",

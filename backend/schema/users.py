@@ -22,6 +22,7 @@ from backend.users.codes import AccountErrorCode
 
 from .base import Connection, ScopedNode, decode_id
 from .context import Info
+from .documents import RetrievalStrategy
 from .payloads import error_types, mutation_of
 
 AccountErrors = error_types("Account", AccountErrorCode, "Why an account operation refused its input.")
@@ -42,7 +43,7 @@ class AiDefaults:
 
 @strawberry.type(description="Your default retrieval settings for the RAG model (a chat may override them).")
 class RagDefaults:
-    strategy: str
+    strategy: RetrievalStrategy
     k: int
     threshold: float
     context_budget: int
@@ -75,7 +76,7 @@ class Preferences:
             timezone=data["timezone"],
             default_model=data["default_model"],
             ai=AiDefaults(**data["ai"]),
-            rag=RagDefaults(**data["rag"]),
+            rag=RagDefaults(**{**data["rag"], "strategy": RetrievalStrategy(data["rag"]["strategy"])}),
             privacy=PrivacySettings(**data["privacy"]),
         )
 
@@ -89,7 +90,8 @@ class AiDefaultsInput:
 
 @strawberry.input
 class RagDefaultsInput:
-    strategy: str | None = strawberry.field(default=strawberry.UNSET, description="dense, bm25, hybrid or multi_query")
+    strategy: RetrievalStrategy | None = strawberry.field(default=strawberry.UNSET,
+                                                          description="How passages are found.")
     k: int | None = strawberry.UNSET
     threshold: float | None = strawberry.UNSET
     context_budget: int | None = strawberry.UNSET
