@@ -15,6 +15,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
 # To take torch's CPU build instead of the default one, pass a CPU wheel index at build time.
 ARG PIP_EXTRA_INDEX_URL=""
 
+# Tesseract with English data: OCR of scans and images (OCR_LANGUAGES; add tesseract-ocr-<lang> for more).
+RUN apt-get update && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system app && useradd --system --gid app --home-dir /app app \
     && mkdir -p /app /data && chown app:app /data
 

@@ -307,6 +307,14 @@ DOCUMENT_MAX_PAGES = env_int("DOCUMENT_MAX_PAGES", 2000)
 DOCUMENT_MAX_CHARS = env_int("DOCUMENT_MAX_CHARS", 5_000_000)
 DOCUMENT_PARSE_TIMEOUT = float(env("DOCUMENT_PARSE_TIMEOUT", "120"))
 DOCUMENT_PARSE_MEMORY_MB = env_int("DOCUMENT_PARSE_MEMORY_MB", 2048)  # address space of the extraction process
+# OCR (Tesseract) of images and of PDF pages without a text layer; off by itself where Tesseract or
+# the languages' data is missing (/healthz says why).
+OCR_ENABLED = env_bool("OCR_ENABLED", True)
+OCR_LANGUAGES = env("OCR_LANGUAGES", "eng")  # Tesseract codes joined with "+": eng+deu
+OCR_MAX_PAGES = env_int("OCR_MAX_PAGES", 50)  # pages one document may have read by OCR
+OCR_PAGE_TIMEOUT = float(env("OCR_PAGE_TIMEOUT", "30"))  # seconds per page
+OCR_TIME_BUDGET = float(env("OCR_TIME_BUDGET", "300"))  # seconds of OCR per document, beyond the parse timeout
+OCR_DPI = env_int("OCR_DPI", 200)
 CHUNK_SIZE = env_int("CHUNK_SIZE", 1000)
 CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 16)

@@ -3,11 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages the tests use for real: Redis (scale-out tests), Chromium (GraphiQL test), a C
-# compiler (pgvector for the test PostgreSQL).
+# compiler (pgvector for the test PostgreSQL), Tesseract with English data (OCR tests).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
 command -v gcc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || missing+=(gcc make libc6-dev)
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr tesseract-ocr-eng)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
 fi

@@ -12,6 +12,7 @@ import asyncio
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 
@@ -71,6 +72,15 @@ def _embeddings() -> dict:
     return readiness.embedding_status()
 
 
+def _ocr() -> dict:
+    """OCR is optional: missing, it is reported unavailable (with why), and the server is still ok."""
+    from backend.rag import ocr
+
+    reason = ocr.unavailable(settings.OCR_LANGUAGES) if settings.OCR_ENABLED else "off (OCR_ENABLED)"
+    return {"ok": True, "available": reason is None, "languages": settings.OCR_LANGUAGES,
+            **({"reason": reason} if reason else {})}
+
+
 async def healthz(request):
     checks = {}
     for name, check in (
@@ -80,6 +90,7 @@ async def healthz(request):
         ("storage", sync_to_async(_storage)),
         ("embedding_model", sync_to_async(_embeddings)),
         ("broker", sync_to_async(_broker)),
+        ("ocr", sync_to_async(_ocr)),
     ):
         try:
             checks[name] = await check()

@@ -6,6 +6,7 @@ replaced in one transaction). Each stage is committed and then announced to the 
 subscribers. Whatever goes wrong ends the document FAILED with a code, never PROCESSING.
 """
 
+import functools
 import hashlib
 import logging
 
@@ -17,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from backend.core.tasks import task
-from backend.rag import chunking, embeddings, loaders
+from backend.rag import chunking, embeddings, loaders, ocr
 from backend.rag.parsing import extract_with_timeout
 
 from . import engines, recovery, vectors
@@ -67,6 +68,23 @@ def _embed(texts: list[str], document: Document) -> list[bytes]:
     return [known[h] for h in hashes]
 
 
+def ocr_options() -> ocr.OcrOptions | None:
+    """OCR's settings, or None where it is off or cannot run here (Tesseract or its data missing)."""
+    if not settings.OCR_ENABLED or _ocr_unavailable(settings.OCR_LANGUAGES):
+        return None
+    return ocr.OcrOptions(languages=settings.OCR_LANGUAGES, max_pages=settings.OCR_MAX_PAGES,
+                          page_timeout=settings.OCR_PAGE_TIMEOUT, time_budget=settings.OCR_TIME_BUDGET,
+                          dpi=settings.OCR_DPI)
+
+
+@functools.lru_cache(maxsize=8)
+def _ocr_unavailable(languages: str) -> str | None:
+    reason = ocr.unavailable(languages)
+    if reason:
+        logger.warning("OCR is unavailable: %s", reason)
+    return reason
+
+
 @task("documents.ingest")
 def ingest(document_id: int) -> None:
     document = recovery.claim(document_id)
@@ -92,7 +110,7 @@ def _process(document: Document) -> None:
     try:
         extracted = extract_with_timeout(data, document.file_type, timeout=settings.DOCUMENT_PARSE_TIMEOUT,
                                          max_pages=settings.DOCUMENT_MAX_PAGES, max_chars=settings.DOCUMENT_MAX_CHARS,
-                                         memory_mb=settings.DOCUMENT_PARSE_MEMORY_MB)
+                                         memory_mb=settings.DOCUMENT_PARSE_MEMORY_MB, ocr=ocr_options())
     except loaders.ExtractionError as exc:
         fail(document, exc.code, exc.message)
         return

@@ -26,7 +26,7 @@ from .codes import DocumentErrorCode
 from .collections import default_collection, get_collection
 from .events import publish_document_event
 from .files import remove_files, store_file
-from .ingest import ingest
+from .ingest import ingest, ocr_options
 
 
 MAX_TAGS = 20
@@ -86,6 +86,10 @@ def upload_document(user, upload, *, collection_id=None, tags=None, title: str |
         kind = loaders.detect_type(data, name)
     except loaders.ExtractionError as exc:
         raise ValidationError({"file": ValidationError(exc.message, code=exc.code)})
+    if kind == loaders.IMAGE and ocr_options() is None:
+        raise ValidationError({"file": ValidationError(
+            "Images are read by OCR, which this server does not have. Upload the text as a PDF, DOCX, text or "
+            "Markdown file instead.", code=DocumentErrorCode.OCR_UNAVAILABLE)})
     digest = hashlib.sha256(data).hexdigest()
     existing = Document.objects.filter(collection=collection, sha256=digest).first()
     if existing is not None:

@@ -83,6 +83,7 @@ class Document(models.Model):
         DOCX = "docx"
         TXT = "txt"
         MD = "md"
+        IMAGE = "image"  # PNG, JPEG, TIFF or WebP, read by OCR
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")

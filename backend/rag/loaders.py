@@ -9,17 +9,19 @@ import io
 import re
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 
-PDF, DOCX, TXT, MD = "pdf", "docx", "txt", "md"
-EXTENSIONS = {PDF: {".pdf"}, DOCX: {".docx"}, TXT: {".txt", ".text"}, MD: {".md", ".markdown"}}
+PDF, DOCX, TXT, MD, IMAGE = "pdf", "docx", "txt", "md", "image"
+EXTENSIONS = {PDF: {".pdf"}, DOCX: {".docx"}, TXT: {".txt", ".text"}, MD: {".md", ".markdown"},
+              IMAGE: {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}}
 CONTENT_TYPES = {
     PDF: "application/pdf",
     DOCX: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     TXT: "text/plain; charset=utf-8",
     MD: "text/markdown; charset=utf-8",
+    IMAGE: "application/octet-stream",  # PNG, JPEG, TIFF or WebP: downloaded as the file it is
 }
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")
 
 
 class ExtractionCode(StrEnum):
@@ -33,6 +35,7 @@ class ExtractionCode(StrEnum):
     ARCHIVE_TOO_LARGE = "ARCHIVE_TOO_LARGE"  # a DOCX that would inflate beyond the limits
     NO_TEXT = "NO_TEXT"  # no text to read
     TIMEOUT = "TIMEOUT"  # reading took longer than the limit
+    OCR_UNAVAILABLE = "OCR_UNAVAILABLE"  # the file needs OCR, which this server does not have
 
 
 class ExtractionError(Exception):
@@ -129,13 +132,16 @@ def detect_type(data: bytes, filename: str) -> str:
     ext = extension_of(filename)
     if data.lstrip()[:5] == b"%PDF-" or data[:1024].find(b"%PDF-") != -1:
         kind = PDF
+    elif data.startswith(IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        kind = IMAGE
     elif _is_docx(data):
         check_archive(data)
         kind = DOCX
     elif data and _looks_like_text(data):
         kind = MD if ext in EXTENSIONS[MD] else TXT
     else:
-        raise ExtractionError(ExtractionCode.UNSUPPORTED_TYPE, "This file is not a PDF, DOCX, text or Markdown file.")
+        raise ExtractionError(ExtractionCode.UNSUPPORTED_TYPE, "This file is not a PDF, DOCX, text, Markdown or image "
+                              "(PNG, JPEG, TIFF, WebP) file.")
     if ext not in EXTENSIONS[kind]:
         expected = " or ".join(sorted(EXTENSIONS[kind]))
         raise ExtractionError(
@@ -145,56 +151,6 @@ def detect_type(data: bytes, filename: str) -> str:
 
 
 # --- extraction -----------------------------------------------------------------------------
-
-def _pdf_date(value) -> str | None:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return None
-
-
-def extract_pdf(data: bytes, max_pages: int) -> Extracted:
-    from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:
-                if not reader.decrypt(""):
-                    raise FileNotDecryptedError
-            except Exception:
-                raise ExtractionError(ExtractionCode.ENCRYPTED, "This PDF is protected by a password. Remove the password "
-                                      "(print or export it to a new PDF) and upload it again.")
-        count = len(reader.pages)
-        if count > max_pages:
-            raise ExtractionError(ExtractionCode.TOO_LARGE, f"This PDF has {count} pages; the limit is {max_pages}. "
-                                  "Split it into smaller files.")
-        pages = []
-        for number, page in enumerate(reader.pages, start=1):
-            pages.append((number, _clean(page.extract_text() or "")))
-        metadata = {}
-        try:
-            info = reader.metadata
-        except Exception:
-            info = None
-        if info:
-            if info.author:
-                metadata["author"] = str(info.author)
-            if info.title:
-                metadata["title"] = str(info.title)
-            created = _pdf_date(getattr(info, "creation_date", None))
-            if created:
-                metadata["created"] = created
-    except ExtractionError:
-        raise
-    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            RecursionError, AssertionError, OSError, zipfile.BadZipFile) as exc:
-        raise ExtractionError(ExtractionCode.CORRUPT, "This PDF is damaged and cannot be read. Try saving it again "
-                              f"from the program that made it. ({type(exc).__name__})")
-    if count == 0:
-        raise ExtractionError(ExtractionCode.CORRUPT, "This PDF has no pages.")
-    return Extracted(PDF, pages, metadata)
-
 
 def _docx_blocks(container):
     """Paragraph and table texts of a body, header or footer, in document order."""
@@ -259,13 +215,13 @@ def extract_docx(data: bytes) -> Extracted:
     except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile, AttributeError, TypeError) as exc:
         raise ExtractionError(ExtractionCode.CORRUPT, "This DOCX file is damaged and cannot be read. Open it in Word or "
                               f"LibreOffice, save it again and upload the new file. ({type(exc).__name__})")
-    result = [(n, _clean("\n".join(parts))) for n, parts in sorted(pages.items())]
+    result = [(n, clean("\n".join(parts))) for n, parts in sorted(pages.items())]
     if header_texts:
         first = result[0] if result else (1, "")
-        result = [(first[0], _clean("\n".join(header_texts) + "\n\n" + first[1]))] + result[1:]
+        result = [(first[0], clean("\n".join(header_texts) + "\n\n" + first[1]))] + result[1:]
     if footer_texts:
         last = result[-1]
-        result = result[:-1] + [(last[0], _clean(last[1] + "\n\n" + "\n".join(footer_texts)))]
+        result = result[:-1] + [(last[0], clean(last[1] + "\n\n" + "\n".join(footer_texts)))]
     return Extracted(DOCX, result, metadata)
 
 
@@ -274,31 +230,92 @@ def extract_text(data: bytes, kind: str) -> Extracted:
     if text is None:
         raise ExtractionError(ExtractionCode.CORRUPT, "We could not tell this file's text encoding. Save it as UTF-8 and "
                               "upload it again.")
-    return Extracted(kind, [(1, _clean(text))], {})
+    return Extracted(kind, [(1, clean(text))], {})
 
 
-def _clean(text: str) -> str:
+def clean(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     text = re.sub(r"[ \t\u00a0]+\n", "\n", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def extract(data: bytes, kind: str, *, max_pages: int = 2000, max_chars: int = 5_000_000) -> Extracted:
+def read_image(data: bytes, ocr) -> Extracted:
+    """An image's text, by OCR: one page per frame (a multi-page TIFF), up to OCR's page limit."""
+    from PIL import ImageSequence, UnidentifiedImageError
+
+    from . import ocr as ocr_engine
+
+    try:
+        image = ocr_engine.open_image(data, ocr)
+        pages, skipped = [], 0
+        for number, frame in enumerate(ImageSequence.Iterator(image), start=1):
+            if not ocr.may_read():
+                skipped += 1
+                continue
+            try:
+                pages.append((number, clean(ocr_engine.read(frame, ocr))))
+            except ocr_engine.PageTimeout:
+                pages.append((number, ""))
+    except ValueError as exc:
+        raise ExtractionError(ExtractionCode.TOO_LARGE, f"This image is too large to read ({exc}).")
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ExtractionError(ExtractionCode.CORRUPT, f"This image is damaged and cannot be read. ({type(exc).__name__})")
+    metadata = {"ocr_pages": [n for n, text in pages if text]}
+    if skipped:
+        metadata["ocr_pages_skipped"] = skipped
+    return Extracted(IMAGE, pages, metadata)
+
+
+def extract(data: bytes, kind: str, *, max_pages: int = 2000) -> Extracted:
+    """The text layer (no OCR). A PDF's pages without one are listed in ``metadata["needs_ocr"]``;
+    an image needs OCR as a whole (``"needs_ocr": "all"``)."""
     if kind == PDF:
-        result = extract_pdf(data, max_pages)
-    elif kind == DOCX:
-        result = extract_docx(data)
-    elif kind in (TXT, MD):
-        result = extract_text(data, kind)
-    else:
-        raise ExtractionError(ExtractionCode.UNSUPPORTED_TYPE, "This file type is not supported.")
-    chars = sum(len(t) for _, t in result.pages)
+        from .pdf import text_layer
+
+        return text_layer(data, max_pages)
+    if kind == DOCX:
+        return extract_docx(data)
+    if kind in (TXT, MD):
+        return extract_text(data, kind)
+    if kind == IMAGE:
+        return Extracted(IMAGE, [], {"needs_ocr": "all"})
+    raise ExtractionError(ExtractionCode.UNSUPPORTED_TYPE, "This file type is not supported.")
+
+
+def read_by_ocr(data: bytes, extracted: Extracted, ocr) -> Extracted:
+    """What OCR adds to ``extract``'s result: the pages it listed as needing OCR."""
+    needs = extracted.metadata.get("needs_ocr")
+    if not needs:
+        return extracted
+    if extracted.kind == IMAGE:
+        return read_image(data, ocr)
+    from .pdf import read_by_ocr as read_pdf_pages
+
+    texts, skipped = read_pdf_pages(data, needs, ocr)
+    metadata = {k: v for k, v in extracted.metadata.items() if k != "needs_ocr"}
+    metadata["ocr_pages"] = [number for number in needs if texts.get(number)]
+    if skipped:
+        metadata["ocr_pages_skipped"] = skipped  # past OCR_MAX_PAGES or OCR_TIME_BUDGET
+    pages = [(number, texts.get(number) or text) for number, text in extracted.pages]
+    return Extracted(extracted.kind, pages, metadata)
+
+
+def finish(extracted: Extracted, *, max_chars: int = 5_000_000, ocr_ran: bool = False) -> Extracted:
+    """The checks of a whole extraction: the text limit, and text at all."""
+    chars = sum(len(t) for _, t in extracted.pages)
     if chars > max_chars:
         raise ExtractionError(ExtractionCode.TOO_LARGE, f"This file holds {chars:,} characters of text; the limit is "
                               f"{max_chars:,}. Split it into smaller files.")
-    if not any(t.strip() for _, t in result.pages):
-        if kind == PDF:
-            raise ExtractionError(ExtractionCode.NO_TEXT, "This PDF has no text layer (it may be a scan). Run it through OCR "
-                                  "to add one, then upload it again.")
+    if not any(t.strip() for _, t in extracted.pages):
+        if extracted.kind == IMAGE and not ocr_ran:
+            raise ExtractionError(ExtractionCode.OCR_UNAVAILABLE, "Images are read by OCR, which this server does not "
+                                  "have. Upload the text as a PDF, DOCX, text or Markdown file instead.")
+        if extracted.kind == PDF and not ocr_ran:  # the code stays NO_TEXT, as before OCR existed
+            raise ExtractionError(ExtractionCode.NO_TEXT, "This PDF has no text layer (it may be a scan), and this "
+                                  "server has no OCR to read it. Run it through OCR, then upload it again.")
+        if extracted.kind in (PDF, IMAGE):
+            raise ExtractionError(ExtractionCode.NO_TEXT, "No text was found in this file, not even by OCR: it may hold "
+                                  "only pictures.")
         raise ExtractionError(ExtractionCode.NO_TEXT, "This file contains no extractable text.")
-    return result
+    extracted.metadata.pop("needs_ocr", None)
+    return extracted

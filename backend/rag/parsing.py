@@ -11,6 +11,7 @@ and raw bytes for the file (never pickle: the child reads untrusted files). Chil
 concurrent extraction; a child that timed out or broke is killed and replaced.
 """
 
+import dataclasses
 import json
 import os
 import selectors
@@ -21,7 +22,8 @@ import threading
 import time
 from pathlib import Path
 
-from .loaders import ExtractionCode, ExtractionError, Extracted, extract
+from .loaders import ExtractionCode, ExtractionError, Extracted, extract, finish, read_by_ocr
+from .ocr import OcrOptions
 
 _HEADER = struct.Struct(">Q")
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the ``backend`` package
@@ -108,15 +110,28 @@ def shutdown() -> None:
 
 
 def extract_with_timeout(data: bytes, kind: str, *, timeout: float, max_pages: int, max_chars: int,
-                         memory_mb: int = 2048) -> Extracted:
-    request = {"kind": kind, "max_pages": max_pages, "max_chars": max_chars}
+                         memory_mb: int = 2048, ocr: OcrOptions | None = None) -> Extracted:
+    """The file's text, read in a child process: its text layer within ``timeout``; then, when
+    ``ocr`` is given and pages have no text layer (or the file is an image), OCR of those pages
+    within OCR's own budget. ``ocr`` None: no OCR (off, or not installed)."""
+    request = {"op": "extract", "kind": kind, "max_pages": max_pages}
+    extracted = _call(request, data, timeout, memory_mb, "Reading this file")
+    if ocr is not None and extracted.metadata.get("needs_ocr"):
+        request = {"op": "ocr", "kind": extracted.kind, "pages": extracted.pages, "metadata": extracted.metadata,
+                   "ocr": {k: v for k, v in dataclasses.asdict(ocr).items() if k not in ("started", "pages_read")}}
+        extracted = _call(request, data, ocr.time_budget + ocr.page_timeout + 10, memory_mb,
+                          "Reading this file's pictures (OCR)")
+    return finish(extracted, max_chars=max_chars, ocr_ran=ocr is not None)
+
+
+def _call(request: dict, data: bytes, timeout: float, memory_mb: int, doing: str) -> Extracted:
     for attempt in (1, 2):
         child = _checkout(memory_mb)
         try:
             answer = child.call(request, data, timeout)
         except TimeoutError:
             child.kill()
-            raise ExtractionError(ExtractionCode.TIMEOUT, f"Reading this file took longer than {timeout:g} seconds. It may be "
+            raise ExtractionError(ExtractionCode.TIMEOUT, f"{doing} took longer than {timeout:g} seconds. It may be "
                                   "malformed; try saving it again or splitting it.")
         except _Broken:
             child.kill()
@@ -157,8 +172,11 @@ def _limit_memory() -> None:
 
 def _answer(request: dict, data: bytes) -> list:
     try:
-        result = extract(data, request["kind"], max_pages=request["max_pages"],
-                         max_chars=request["max_chars"])
+        if request.get("op") == "ocr":
+            extracted = Extracted(request["kind"], [(n, t) for n, t in request["pages"]], request["metadata"])
+            result = read_by_ocr(data, extracted, OcrOptions(**request["ocr"]))
+        else:
+            result = extract(data, request["kind"], max_pages=request["max_pages"])
     except ExtractionError as exc:
         return ["error", exc.code, exc.message]
     except MemoryError:

@@ -297,7 +297,7 @@ def _still_readable(context, collection_pk) -> bool:
 
 @strawberry.type
 class Mutation:
-    @mutation(description="Upload a PDF, DOCX, TXT or MD file; it is processed in the background.")
+    @mutation(description="Upload a PDF, DOCX, TXT or MD file, or an image (PNG, JPEG, TIFF, WebP: read by OCR); it is processed in the background.")
     def upload_document(self, info: Info, file: Upload, collection_id: relay.GlobalID | None = None,
                         tags: list[str] | None = None, title: str | None = None) -> UploadedDocument:
         return _uploaded(library.upload_document(info.context.get_user(), file,
