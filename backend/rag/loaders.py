@@ -161,17 +161,29 @@ def _docx_blocks(container):
         if isinstance(child, Paragraph):
             yield child, child.text
         elif isinstance(child, Table):
-            rows = []
-            for row in child.rows:
-                cells, seen = [], set()
-                for cell in row.cells:
-                    if id(cell._tc) in seen:  # merged cells repeat
-                        continue
-                    seen.add(id(cell._tc))
-                    cells.append(" ".join(p.text for p in cell.paragraphs).strip())
-                if any(cells):
-                    rows.append(" | ".join(cells))
-            yield None, "\n".join(rows)
+            yield None, _markdown_table(child)
+
+
+def _markdown_table(table) -> str:
+    """A DOCX table as Markdown rows (the first row its header), so that chunking keeps it whole
+    and a model reads its columns."""
+    rows = []
+    for row in table.rows:
+        cells, seen = [], set()
+        for cell in row.cells:
+            if id(cell._tc) in seen:  # merged cells repeat
+                continue
+            seen.add(id(cell._tc))
+            text = " ".join(p.text for p in cell.paragraphs).strip()
+            cells.append(re.sub(r"\s+", " ", text).replace("|", "\\|"))
+        if any(cells):
+            rows.append(cells)
+    if not rows:
+        return ""
+    width = max(len(r) for r in rows)
+    lines = ["| " + " | ".join(r + [""] * (width - len(r))) + " |" for r in rows]
+    lines.insert(1, "| " + " | ".join(["---"] * width) + " |")
+    return "\n".join(lines)
 
 
 def _page_breaks(paragraph) -> int:
