@@ -84,7 +84,8 @@ def _retrieve(user, question: str, history: list[ChatMessage], rag: dict) -> tup
         chunk, document = hit.chunk, hit.document
         sources.append({"number": number, "document_id": document.pk, "title": document.title,
                         "page": chunk.page_start, "chunk_id": chunk.pk, "chunk_position": chunk.position,
-                        "snippet": chunk.text[:300], "text": chunk.text, "score": round(hit.score, 4)})
+                        "snippet": chunk.text[:300], "text": chunk.text, "score": round(hit.score, 4),
+                        "version": chunk.version})
     retrieval = {"query": query, "original_question": question, "strategy": rag["strategy"], "settings": rag,
                  "passages": [{k: s[k] for k in ("number", "document_id", "chunk_id", "title", "page", "score")}
                               for s in sources]}

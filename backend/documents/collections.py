@@ -17,6 +17,7 @@ from .models import Collection, CollectionShare, Role
 from .codes import DocumentErrorCode
 from .events import ACCESS_CHANGED
 from .files import remove_files
+from .versions import storage_keys
 
 
 # --- collections ----------------------------------------------------------------------------
@@ -84,7 +85,7 @@ def delete_collection(user, pk) -> None:
     collection = get_collection(user, pk, need=Role.OWNER)
     if collection.is_default:
         raise ValidationError(ValidationError("Your default collection cannot be deleted.", code=DocumentErrorCode.DEFAULT_COLLECTION))
-    keys = list(collection.documents.values_list("storage_key", flat=True))
+    keys = storage_keys(collection.documents.all())  # every version's file
     index_key = vectors.key_for(collection)
     with transaction.atomic():
         collection_pk = collection.pk

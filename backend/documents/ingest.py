@@ -22,7 +22,7 @@ from backend.rag import chunking, embeddings, loaders, ocr
 from backend.rag.parsing import extract_with_timeout
 
 from . import engines, recovery, vectors
-from .models import Chunk, Collection, Document
+from .models import Chunk, Collection, Document, DocumentVersion
 from .events import publish_document_event
 from .codes import DocumentErrorCode
 
@@ -46,8 +46,9 @@ def fail(document: Document, code: str, message: str) -> None:
          processed_at=timezone.now())
 
 
-def _embed(texts: list[str], document: Document) -> list[bytes]:
-    """Vectors for ``texts``; text seen before (here or in any earlier chunk) is embedded once."""
+def _embed(texts: list[str], document: Document) -> tuple[list[bytes], int]:
+    """Vectors for ``texts``, and how many were embedded: text seen before (in this run, in any
+    earlier chunk, an earlier version of this document's included) reuses its vector."""
     embedder = embeddings.get_embedder()
     hashes = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
     known = dict(Chunk.objects.filter(text_hash__in=set(hashes), embedding_model=embedder.name)
@@ -65,7 +66,7 @@ def _embed(texts: list[str], document: Document) -> list[bytes]:
             known[h] = embeddings.to_bytes(vector)
         done = min(len(todo), start + batch)
         _set(document, progress=40 + int(50 * done / max(1, len(todo))))
-    return [known[h] for h in hashes]
+    return [known[h] for h in hashes], len(todo)
 
 
 def ocr_options() -> ocr.OcrOptions | None:
@@ -118,23 +119,32 @@ def _process(document: Document) -> None:
          word_count=len(extracted.text.split()), metadata=extracted.metadata)
     pieces = chunking.chunk(extracted, size=settings.CHUNK_SIZE, overlap=settings.CHUNK_OVERLAP)
     _set(document, stage="embedding", progress=40)
-    blobs = _embed([p.text for p in pieces], document)
+    blobs, embedded = _embed([p.text for p in pieces], document)
     _set(document, stage="indexing", progress=95)
     model = embeddings.get_embedder().name
+    version = document.version
     with transaction.atomic():
-        if not Document.objects.select_for_update().filter(pk=document.pk).exists():
-            return  # deleted while we worked
-        Chunk.objects.filter(document=document).delete()
+        current = Document.objects.select_for_update().filter(pk=document.pk).values_list("version", flat=True).first()
+        if current != version:
+            return  # deleted while we worked, or a newer version arrived (its own run follows)
+        Chunk.objects.filter(document=document, version=version).delete()  # a retried run of this version
+        earlier = list(Chunk.objects.filter(document=document, superseded=False).values_list("pk", flat=True))
+        if earlier:  # kept for the answers that cite them, never searched again
+            Chunk.objects.filter(pk__in=earlier).update(superseded=True)
+            engines.engine().vectors.delete(document.collection_id, earlier)
         created = Chunk.objects.bulk_create([
             Chunk(document=document, collection_id=document.collection_id, position=p.position, text=p.text,
                   text_hash=hashlib.sha256(p.text.encode()).hexdigest(), page_start=p.page_start,
                   page_end=p.page_end, char_start=p.char_start, char_end=p.char_end,
-                  token_count=p.token_count, section=p.section[:500], vector=blob, embedding_model=model)
+                  token_count=p.token_count, section=p.section[:500], vector=blob, embedding_model=model,
+                  version=version)
             for p, blob in zip(pieces, blobs)
         ])
         if created:
             matrix = np.vstack([embeddings.from_bytes(blob) for blob in blobs])
             engines.engine().vectors.add(document.collection_id, [c.pk for c in created], matrix)
+        DocumentVersion.objects.filter(document=document, number=version).update(
+            chunk_count=len(created), vectors_embedded=embedded, vectors_reused=len(created) - embedded)
         Collection.objects.filter(pk=document.collection_id).update(index_version=F("index_version") + 1)
         _set(document, status=Document.Status.READY, stage="ready", progress=100, chunk_count=len(created),
              processed_at=timezone.now())

@@ -20,8 +20,8 @@ from backend.core.scoping import require_user as _require
 from backend.core.throttle import throttle
 from backend.rag import loaders
 
-from . import engines, vectors
-from .models import Chunk, Collection, Document, Role
+from . import engines, vectors, versions
+from .models import Chunk, Collection, Document, DocumentVersion, Role
 from .codes import DocumentErrorCode
 from .collections import default_collection, get_collection
 from .events import publish_document_event
@@ -64,15 +64,23 @@ class UploadResult:
     duplicate: bool
 
 
-def upload_document(user, upload, *, collection_id=None, tags=None, title: str | None = None) -> UploadResult:
+def upload_document(user, upload, *, collection_id=None, tags=None, title: str | None = None,
+                    version_of=None) -> UploadResult:
     """Store the file and a PENDING row; ingestion runs after commit, never in the request.
-    Throttled per account; a new file must fit the user's document and storage quotas."""
+    Throttled per account; a new file must fit the user's document and storage quotas.
+
+    A file named as a document of the collection already is (or any file with ``version_of``, a
+    document's id) becomes that document's new version (versions.py)."""
     from backend.quotas.services import check_upload
 
     _require(user)
     throttle("upload", f"user:{user.pk}", "Too many uploads.")
-    collection = (get_collection(user, collection_id, need=Role.EDITOR) if collection_id is not None
-                  else default_collection(user))
+    target = get_document(user, version_of, need=Role.EDITOR) if version_of is not None else None
+    if target is not None:
+        collection = target.collection
+    else:
+        collection = (get_collection(user, collection_id, need=Role.EDITOR) if collection_id is not None
+                      else default_collection(user))
     tags = _clean_tags(tags)
     name = sanitize_filename(getattr(upload, "name", ""))
     if upload.size > settings.DOCUMENT_MAX_BYTES:
@@ -97,6 +105,10 @@ def upload_document(user, upload, *, collection_id=None, tags=None, title: str |
         return UploadResult(retried or existing, retried is None)
 
     check_upload(user, len(data))
+    if target is None:
+        target = Document.objects.filter(collection=collection, original_name=name).order_by("-id").first()
+    if target is not None:
+        return UploadResult(versions.add_version(user, target, data=data, name=name, kind=kind, digest=digest), False)
     key = store_file(collection, data)
     try:
         with transaction.atomic():
@@ -104,6 +116,7 @@ def upload_document(user, upload, *, collection_id=None, tags=None, title: str |
                 collection=collection, uploaded_by=user, title=(title or PurePath(name).stem or name)[:300],
                 original_name=name, file_type=kind, size=len(data), sha256=digest, storage_key=key, tags=tags,
                 stage="queued")
+            versions.first_version(document)
             publish_document_event(document)
             ingest.enqueue(document.pk)
     except IntegrityError:  # the same file won a concurrent race into this collection
@@ -138,6 +151,8 @@ def _retry_broken(document: Document, user, data: bytes, name: str) -> Document 
             transaction.on_commit(lambda: remove_files([key]))
             return None
         old_key = document.storage_key
+        DocumentVersion.objects.filter(document=document, number=document.version).update(
+            storage_key=key, original_name=name, uploaded_by=user)
         document.refresh_from_db()
         publish_document_event(document)
         ingest.enqueue(document.pk)
@@ -177,9 +192,8 @@ def update_document(user, pk, *, title=None, tags=None, collection_id=None) -> D
                 raise ValidationError({"collectionId": ValidationError(
                     "The target collection already holds this file.", code=DocumentErrorCode.DUPLICATE)})
             document.collection = target
-            moving = Chunk.objects.filter(document=document)
-            moving.update(collection=target)
-            ids, matrix = vectors.vectors_of(moving)
+            Chunk.objects.filter(document=document).update(collection=target)  # earlier versions' too
+            ids, matrix = vectors.vectors_of(Chunk.objects.filter(document=document, superseded=False))
             index = engines.engine().vectors
             index.delete(old_collection.pk, ids)
             index.add(target.pk, ids, matrix)
@@ -198,11 +212,11 @@ def delete_document(user, pk) -> Document:
     with transaction.atomic():
         chunk_ids = list(Chunk.objects.filter(document=document).values_list("pk", flat=True))
         had_vectors = bool(chunk_ids)
+        keys = versions.storage_keys([document])  # every version's file
         Document.objects.filter(pk=document.pk).delete()
         if had_vectors:
             _bump(collection_id)
-        key = document.storage_key
-        transaction.on_commit(lambda: remove_files([key]))
+        transaction.on_commit(lambda: remove_files(keys))
         if had_vectors:
             engines.engine().vectors.delete(collection_id, chunk_ids)
         publish_document_event(document, deleted=True)

@@ -112,6 +112,8 @@ class Document(models.Model):
     # PROCESSING document whose heartbeat is older than INGEST_STALE_AFTER has lost its worker.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The current version (DocumentVersion.number): its file is the one above, its chunks are searched.
+    version = models.PositiveIntegerField(default=1)
 
     objects = ScopedQuerySet.as_manager()
 
@@ -128,6 +130,37 @@ class Document(models.Model):
         return Collection.visible_q(user, prefix="collection__")
 
 
+class DocumentVersion(models.Model):
+    """One uploaded file of a document. The document holds its current version's file; earlier
+    versions keep theirs (and their chunks, superseded) so that old citations still resolve."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    original_name = models.CharField(max_length=255)
+    file_type = models.CharField(max_length=8, choices=Document.FileType.choices)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    storage_key = models.CharField(max_length=255)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
+                                    related_name="uploaded_versions")
+    restored_from = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Filled in by ingestion: its chunks, and how many vectors were embedded or reused from earlier text.
+    chunk_count = models.PositiveIntegerField(null=True, blank=True)
+    vectors_embedded = models.PositiveIntegerField(null=True, blank=True)
+    vectors_reused = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["document", "number"], name="one_version_number")]
+
+    @classmethod
+    def visible_q(cls, user):
+        return Collection.visible_q(user, prefix="document__collection__")
+
+
 class Chunk(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="chunks")
@@ -142,12 +175,16 @@ class Chunk(models.Model):
     section = models.CharField(max_length=500, blank=True)
     vector = models.BinaryField()
     embedding_model = models.CharField(max_length=100)
+    version = models.PositiveIntegerField(default=1)  # the document version it was cut from
+    # A chunk of an earlier version: never searched, kept so that the answers citing it resolve.
+    superseded = models.BooleanField(default=False)
 
     objects = ScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["document_id", "position"]
-        constraints = [models.UniqueConstraint(fields=["document", "position"], name="one_chunk_per_position")]
+        constraints = [models.UniqueConstraint(fields=["document", "version", "position"],
+                                               name="one_chunk_per_version_position")]
 
     @classmethod
     def visible_q(cls, user):

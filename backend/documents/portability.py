@@ -6,6 +6,7 @@ from django.core.files.storage import default_storage
 from backend.core import userdata
 
 from . import vectors
+from .versions import storage_keys
 from .models import Collection, Document
 from .codes import DocumentErrorCode
 from .collections import clean_name, default_collection
@@ -47,7 +48,7 @@ def _import(user, data) -> dict:
 
 def _files(user):
     """Stored originals and index files of the user's collections, removed after the rows."""
-    keys = Document.objects.filter(collection__owner=user).values_list("storage_key", flat=True)
+    keys = storage_keys(Document.objects.filter(collection__owner=user))
     indexes = [vectors.key_for(c) for c in Collection.objects.filter(owner=user)]
     return [(default_storage, key) for key in keys] + [(vectors.index_files, key) for key in indexes]
 

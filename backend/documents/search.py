@@ -79,7 +79,7 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
     fetch = k if strategy == "dense" and threshold <= -1.0 else max(k * 4, 20)
     ranked = engines.retriever().rank(strategy, query, query_vector, where, fetch)
     chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=ranked, collection_id__in=where.collection_ids,
-                                                    document__status=Document.Status.READY)
+                                                    document__status=Document.Status.READY, superseded=False)
               .select_related("document")}
     hits = []
     for cid in ranked:

@@ -63,7 +63,7 @@ def vectors_of(queryset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ready_chunks(collection_id: int):
-    return Chunk.objects.filter(collection_id=collection_id, document__status="READY")
+    return Chunk.objects.filter(collection_id=collection_id, document__status="READY", superseded=False)
 
 
 def rebuild(collection_id: int):

@@ -83,12 +83,15 @@ class Citation:
     chunk_position: int
     snippet: str
     score: float
+    version: int | None = strawberry.field(
+        description="The version of the document it quotes (its chunk stays readable after newer versions).")
 
     @classmethod
     def from_dict(cls, s: dict) -> "Citation":
         return cls(number=s["number"], document_id=relay.GlobalID("Document", str(s["document_id"])),
                    title=s["title"], page=s.get("page"), chunk_id=relay.GlobalID("Chunk", str(s["chunk_id"])),
-                   chunk_position=s["chunk_position"], snippet=s["snippet"], score=s["score"])
+                   chunk_position=s["chunk_position"], snippet=s["snippet"], score=s["score"],
+                   version=s.get("version"))
 
 
 @strawberry_django.type(Message, name="Message")

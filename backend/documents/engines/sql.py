@@ -64,7 +64,8 @@ def where_clause(where: Filter) -> tuple[str, list]:
     """Everything ``where`` asks, for ``FROM chunk c JOIN document d ON d.id = c.document_id``."""
     first, params = collections_clause(where)
     second, more = documents_clause(where)
-    return f"{first} AND {second}", params + more
+    # Chunks of a document's earlier versions are kept (old answers cite them), never searched.
+    return f"{first} AND c.superseded = %s AND {second}", params + [False] + more
 
 
 def allowed_chunks(where: Filter) -> dict[int, list[int]]:
@@ -75,8 +76,8 @@ def allowed_chunks(where: Filter) -> dict[int, list[int]]:
     documents, more = documents_clause(where)
     found: dict[int, list[int]] = {}
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT c.collection_id, c.id FROM {chunk} c WHERE c.document_id IN "
-                       f"(SELECT d.id FROM {document} d WHERE {collections} AND {documents})", params + more)
+        cursor.execute(f"SELECT c.collection_id, c.id FROM {chunk} c WHERE c.superseded = %s AND c.document_id IN "
+                       f"(SELECT d.id FROM {document} d WHERE {collections} AND {documents})", [False] + params + more)
         for collection_id, chunk_id in cursor.fetchall():
             found.setdefault(collection_id, []).append(chunk_id)
     return found

@@ -1,0 +1,128 @@
+"""A changed file uploaded again is a new version of its document: unchanged passages keep their
+vectors, search sees the current version, old citations still resolve, versions can be restored."""
+
+import pytest
+from django.core.files.storage import default_storage
+from strawberry import relay
+
+from backend.documents.models import Chunk, Document, DocumentVersion
+from backend.rag import embeddings
+
+from .conftest import error_codes
+from .test_documents import SEARCH, node, upload, wait
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SECTIONS = {
+    "Arrival": "Guests check in at the front desk from three in the afternoon and receive a brass room key.",
+    "Breakfast": "Breakfast is served in the conservatory between seven and ten, with porridge and fresh figs.",
+    "Pool": "The rooftop pool is heated to twenty-eight degrees and closes at nine in the evening.",
+    "Departure": "Rooms are vacated by eleven; the porter carries luggage to the taxi rank by the fountain.",
+}
+
+
+def handbook(**changes) -> bytes:
+    body = {**SECTIONS, **changes}
+    return ("# Guest handbook\n\n" + "\n\n".join(f"## {name}\n\n{text}" for name, text in body.items())).encode()
+
+
+VERSIONS = """query($id: ID!) { node(id: $id) { ... on Document { id version originalName status chunkCount
+  versions { number current originalName size restoredFrom chunkCount vectorsEmbedded vectorsReused createdAt
+             uploadedBy { username } } } } }"""
+RESTORE = """mutation($id: ID!, $v: Int!) { restoreDocumentVersion(id: $id, version: $v) {
+  __typename ... on Document { version status } ... on DocumentErrors { messages { field code } } } }"""
+
+
+@pytest.fixture
+def embedded(monkeypatch):
+    """Every text the embedding model is asked to embed (the counts a version reports are checked
+    against what really ran)."""
+    texts: list[str] = []
+    embedder = embeddings.get_embedder()
+    original = embedder.embed_documents
+
+    def spy(batch):
+        texts.extend(batch)
+        return original(batch)
+
+    monkeypatch.setattr(embedder, "embed_documents", spy)
+    return texts
+
+
+def titles(client, query):
+    return [(h["document"]["title"], h["text"]) for h in
+            client(SEARCH, {"q": query, "k": 3, "threshold": -1})["data"]["searchDocuments"]]
+
+
+def test_a_changed_file_is_a_new_version_that_reuses_the_vectors_of_unchanged_passages(alice, embedded):
+    first = upload(alice, "handbook.md", handbook())["document"]
+    wait()
+    question_v1 = "when is breakfast served and what is on the menu?"
+    assert "porridge" in titles(alice, question_v1)[0][1]
+    # An answer given now cites version 1's passage.
+    from backend.chats.turn import _retrieve
+    from backend.chats.params import RAG_DEFAULTS
+
+    sources, _ = _retrieve(alice.user, question_v1, [], {**RAG_DEFAULTS, "strategy": "hybrid", "k": 2})
+    cited = sources[0]
+    assert cited["version"] == 1 and "porridge" in cited["text"]
+
+    embedded.clear()
+    second = upload(alice, "handbook.md", handbook(Breakfast="Breakfast is now a buffet on the terrace from six "
+                                                              "until eleven, with pastries and eggs."))
+    assert second["document"]["id"] == first["id"] and not second["duplicate"]  # the same document
+    wait()
+    doc = alice(VERSIONS, {"id": first["id"]})["data"]["node"]
+    assert doc["version"] == 2 and doc["status"] == "READY" and Document.objects.count() == 1
+    latest, original = doc["versions"]
+    assert (latest["number"], latest["current"], original["number"], original["current"]) == (2, True, 1, False)
+    assert latest["uploadedBy"] == {"username": "alice"} and latest["size"] == len(handbook(
+        Breakfast="Breakfast is now a buffet on the terrace from six until eleven, with pastries and eggs."))
+    # Only the changed passage was embedded; the others reused their vectors (and say so).
+    assert latest["vectorsEmbedded"] == len(embedded) >= 1
+    assert latest["vectorsReused"] == latest["chunkCount"] - latest["vectorsEmbedded"] >= 1
+    assert all("porridge" not in text for text in embedded)
+
+    # Search and answers see version 2 only.
+    assert all("porridge" not in text for _, text in titles(alice, question_v1))
+    assert "buffet on the terrace" in titles(alice, "is breakfast a buffet?")[0][1]
+    # The old answer's citation still resolves, to the version it quoted.
+    chunk = alice("query($id: ID!) { node(id: $id) { ... on Chunk { text version superseded } } }",
+                  {"id": str(relay.GlobalID("Chunk", str(cited["chunk_id"])))})["data"]["node"]
+    assert chunk["version"] == 1 and chunk["superseded"] is True and "porridge" in chunk["text"]
+    current = node(alice, first["id"])["chunks"]["edges"]
+    assert current and all("porridge" not in e["node"]["text"] for e in current)
+
+
+def test_an_earlier_version_is_restored_without_embedding_and_the_rules_hold(alice, bob, embedded):
+    first = upload(alice, "handbook.md", handbook())["document"]
+    wait()
+    upload(alice, "handbook.md", handbook(Pool="The pool is closed for repairs until spring."))
+    wait()
+    assert error_codes(bob(RESTORE, {"id": first["id"], "v": 1})) == ["NOT_FOUND"]  # not bob's
+    assert alice(RESTORE, {"id": first["id"], "v": 9})["data"]["restoreDocumentVersion"]["messages"] == [
+        {"field": "version", "code": "NO_SUCH_VERSION"}]
+    assert alice(RESTORE, {"id": first["id"], "v": 2})["data"]["restoreDocumentVersion"]["messages"] == [
+        {"field": "version", "code": "CURRENT_VERSION"}]
+    embedded.clear()
+    restored = alice(RESTORE, {"id": first["id"], "v": 1})["data"]["restoreDocumentVersion"]
+    assert restored == {"__typename": "Document", "version": 3, "status": "PENDING"}
+    wait()
+    latest = alice(VERSIONS, {"id": first["id"]})["data"]["node"]["versions"][0]
+    assert (latest["number"], latest["restoredFrom"], latest["vectorsEmbedded"]) == (3, 1, 0) and embedded == []
+    assert "heated to twenty-eight degrees" in titles(alice, "how warm is the pool?")[0][1]
+
+
+def test_version_of_names_the_document_and_deleting_it_removes_every_version(alice):
+    first = upload(alice, "handbook.md", handbook())["document"]
+    wait()
+    result = alice.upload("""mutation($file: Upload!, $of: ID) { uploadDocument(file: $file, versionOf: $of) {
+        ... on UploadedDocument { document { id version originalName } } } }""", {"file": None, "of": first["id"]},
+        {"variables.file": ("handbook-2027.md", handbook(Arrival="Check-in opens at noon."), "text/markdown")})
+    assert result["data"]["uploadDocument"]["document"] == {"id": first["id"], "version": 2,
+                                                            "originalName": "handbook-2027.md"}
+    wait()
+    keys = list(DocumentVersion.objects.values_list("storage_key", flat=True))
+    assert len(keys) == 2 and all(default_storage.exists(k) for k in keys)
+    alice(f'mutation {{ deleteDocument(id: "{first["id"]}") {{ __typename }} }}')
+    assert not any(default_storage.exists(k) for k in keys) and not Chunk.objects.exists()
