@@ -4,7 +4,7 @@ from django.urls import path
 from backend.core.health import healthz, livez
 from backend.core.metrics import metrics_view
 from backend.core.media import avatar
-from backend.documents.views import download
+from backend.documents.views import download, export_collection
 from backend.schema import schema
 from backend.schema.views import GraphQLView, graphql_ide
 
@@ -20,4 +20,5 @@ urlpatterns = [
     # Avatars are public images under unguessable names; documents have their own checked view.
     path("media/avatars/<str:name>", avatar),
     path("documents/<uuid:uid>/download", download),
+    path("collections/<uuid:uid>/export", export_collection),
 ]

@@ -1,11 +1,12 @@
-"""Download of an original file by someone who may read it."""
+"""Downloads by someone who may read them: a document's original file, a collection's archive."""
 
 from django.http import FileResponse, Http404, JsonResponse
 
 from backend.core.errors import NotFound, Unauthenticated
 from backend.rag.loaders import CONTENT_TYPES
 
-from . import library
+from . import library, transfer
+from .models import Collection
 from backend.core.codes import ErrorCode
 
 
@@ -20,5 +21,20 @@ def download(request, uid):
                             content_type=CONTENT_TYPES[document.file_type])
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def export_collection(request, uid):
+    """The collection as a knowledge-base archive (see transfer.py), built for this request."""
+    if not getattr(request.user, "is_authenticated", False):
+        return JsonResponse({"error": {"code": ErrorCode.UNAUTHENTICATED, "message": "Sign in to download."}}, status=401)
+    collection = Collection.objects.visible_to(request.user).filter(uid=uid).first()
+    if collection is None:
+        raise Http404()
+    handle, collection = transfer.export_collection(request.user, collection.pk)
+    name = "".join(ch if ch.isalnum() or ch in " ._-" else "_" for ch in collection.name).strip() or "collection"
+    response = FileResponse(handle, as_attachment=True, filename=f"{name}.kb.zip", content_type="application/zip")
+    response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, no-store"
     return response

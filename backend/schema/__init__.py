@@ -12,7 +12,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from . import chats, docs, documents, quotas, recipes, streams, users
+from . import chats, docs, document_versions, documents, quotas, recipes, streams, users
 from .checks import OperationChecks, OperationMetrics, SocketCredential
 from .errors import ErrorCodes, TopLevelErrorCode, classify
 from .inputs import UPLOAD
@@ -29,7 +29,8 @@ class NodeQuery:
 
 
 Query = merge_types("Query", (NodeQuery, users.Query, documents.Query, chats.Query, recipes.Query, quotas.Query))
-Mutation = merge_types("Mutation", (users.Mutation, documents.Mutation, chats.Mutation, recipes.Mutation))
+Mutation = merge_types("Mutation", (users.Mutation, documents.Mutation, document_versions.Mutation, chats.Mutation,
+                                    recipes.Mutation))
 Subscription = merge_types("Subscription", (users.Subscription, documents.Subscription, streams.Subscription))
 
 

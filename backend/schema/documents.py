@@ -1,6 +1,7 @@
 """Documents and collections: types and thin resolvers over the documents app's services."""
 
 import enum
+from typing import TYPE_CHECKING, Annotated
 from collections.abc import AsyncGenerator
 from datetime import datetime
 
@@ -23,6 +24,9 @@ from backend.documents.codes import DocumentErrorCode
 from .base import Connection, Deleted, ScopedNode, decode_id
 from .context import Info
 from .payloads import error_types, mutation_of
+
+if TYPE_CHECKING:
+    from .document_versions import DocumentVersionType
 
 DocumentErrors = error_types("Document", DocumentErrorCode, "Why a document or collection operation refused its input, or why a document failed.")
 mutation = mutation_of(DocumentErrors)
@@ -91,6 +95,9 @@ class ChunkType(ScopedNode):
     token_count: int
     section: str
     embedding_model: str
+    version: int = strawberry_django.field(description="The document version it was cut from.")
+    superseded: bool = strawberry_django.field(
+        description="Whether it belongs to an earlier version (kept for the answers that cite it, never searched).")
 
 
 @strawberry_django.type(Document, name="Document")
@@ -117,7 +124,16 @@ class DocumentType(ScopedNode):
     updated_at: datetime
     processed_at: datetime | None
     collection: "CollectionType"
-    chunks: Connection[ChunkType] = strawberry_django.connection()
+    version: int = strawberry_django.field(description="Its current version's number (see versions).")
+
+    @strawberry_django.connection(Connection[ChunkType], description="Its current version's passages, in order.")
+    def chunks(self, root: Document) -> list[ChunkType]:
+        return root.chunks.filter(superseded=False).order_by("position")
+
+    @strawberry_django.field(description="Every version, newest first.")
+    def versions(self, root: Document) -> list[Annotated["DocumentVersionType",
+                                                        strawberry.lazy("backend.schema.document_versions")]]:
+        return list(root.versions.select_related("uploaded_by", "document").order_by("-number"))
 
     @strawberry_django.field(only=["file_type"])
     def file_type(self, root: Document) -> FileType:
@@ -141,6 +157,12 @@ class CollectionType(ScopedNode):
     @strawberry_django.field(only=["owner__username", "owner__display_name"], select_related=["owner"])
     def owner(self, root: Collection) -> PublicUser:
         return _public(root.owner)
+
+    @strawberry_django.field(only=["uid"], description="Its knowledge-base archive (files, versions, passages and "
+                                                        "vectors; an absolute URL, for the session cookie or the "
+                                                        "Bearer token), for importCollection on any instance.")
+    def export_url(self, root: Collection, info: Info) -> str:
+        return info.context.absolute_url(f"/collections/{root.uid}/export")
 
     @strawberry_django.field(prefetch_related=["shares"], description="Your role here: OWNER, EDITOR or VIEWER.")
     def my_role(self, root: Collection, info: Info) -> CollectionRole:
@@ -299,9 +321,14 @@ def _still_readable(context, collection_pk) -> bool:
 class Mutation:
     @mutation(description="Upload a PDF, DOCX, TXT or MD file, or an image (PNG, JPEG, TIFF, WebP: read by OCR); it is processed in the background.")
     def upload_document(self, info: Info, file: Upload, collection_id: relay.GlobalID | None = None,
-                        tags: list[str] | None = None, title: str | None = None) -> UploadedDocument:
-        return _uploaded(library.upload_document(info.context.get_user(), file,
-                                                  collection_id=_collection_pk(collection_id), tags=tags, title=title))
+                        tags: list[str] | None = None, title: str | None = None,
+                        version_of: Annotated[relay.GlobalID | None, strawberry.argument(
+                            description="Upload it as this document's new version. Without it, a file named as a "
+                                        "document of the collection is that document's new version.")] = None,
+                        ) -> UploadedDocument:
+        return _uploaded(library.upload_document(
+            info.context.get_user(), file, collection_id=_collection_pk(collection_id), tags=tags, title=title,
+            version_of=decode_id(version_of, "Document") if version_of is not None else None))
 
     @mutation(description="Several files at once; each succeeds or fails on its own.")
     def upload_documents(self, info: Info, files: list[Upload], collection_id: relay.GlobalID | None = None,

@@ -1,0 +1,145 @@
+"""Portable knowledge bases: a collection exported as one archive (archive.py), imported on any
+instance. With the same embedding model the imported documents are READY at once, their vectors
+taken from the archive; with another model they are re-read and re-embedded in the background.
+An import is all or nothing: a refused archive leaves no collection, row or stored file behind.
+"""
+
+import tempfile
+from datetime import datetime, timezone
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F
+
+from backend.core.scoping import require_user
+from backend.rag import embeddings
+
+from . import archive, engines
+from .codes import DocumentErrorCode
+from .collections import clean_name, get_collection
+from .events import publish_document_event
+from .files import remove_files, store_file
+from .ingest import ingest
+from .models import Chunk, Collection, Document, DocumentVersion, Role
+
+CHUNK_FIELDS = ("position", "text", "text_hash", "page_start", "page_end", "char_start", "char_end", "token_count",
+                "section", "embedding_model")
+
+
+def export_collection(user, collection_pk) -> tuple[object, Collection]:
+    """(a temporary file holding the archive, the collection), for anyone who may read it."""
+    collection = get_collection(user, collection_pk, need=Role.VIEWER)
+    documents = list(collection.documents.order_by("pk"))
+    versions: dict[int, list[DocumentVersion]] = {}
+    for version in DocumentVersion.objects.filter(document__in=documents).order_by("number"):
+        versions.setdefault(version.document_id, []).append(version)
+    files, chunks, described, models = {}, {}, [], {}
+    for index, document in enumerate(documents):
+        described.append({
+            "title": document.title, "tags": document.tags, "metadata": document.metadata,
+            "version": document.version, "ready": document.status == Document.Status.READY,
+            "page_count": document.page_count, "word_count": document.word_count,
+            "versions": [{"number": v.number, "original_name": v.original_name, "file_type": v.file_type,
+                          "size": v.size, "sha256": v.sha256, "created_at": v.created_at.isoformat(),
+                          "restored_from": v.restored_from} for v in versions.get(document.pk, [])],
+        })
+        for v in versions.get(document.pk, []):
+            files.setdefault(v.sha256, lambda key=v.storage_key: default_storage.open(key, "rb"))
+        if document.status == Document.Status.READY:
+            rows = []
+            for chunk in Chunk.objects.filter(document=document, superseded=False).order_by("position"):
+                row = {name: getattr(chunk, name) for name in CHUNK_FIELDS}
+                row["vector"] = archive.vector_to_text(bytes(chunk.vector))
+                rows.append(row)
+                models[chunk.embedding_model] = models.get(chunk.embedding_model, 0) + 1
+            chunks[index] = rows
+    manifest = {
+        "exported_at": datetime.now(timezone.utc).isoformat(),
+        "embedding": {"model": max(models, key=models.get) if models else embeddings.MODEL_NAME,
+                      "dimension": embeddings.DIMENSION},
+        "chunking": {"size": settings.CHUNK_SIZE, "overlap": settings.CHUNK_OVERLAP},
+        "collection": {"name": collection.name, "description": collection.description},
+        "documents": described,
+    }
+    target = tempfile.SpooledTemporaryFile(max_size=64 << 20)
+    archive.write(target, manifest, files, chunks)
+    target.seek(0)
+    return target, collection
+
+
+def _refuse(code: str, message: str):
+    return ValidationError({"file": ValidationError(message, code=DocumentErrorCode(code))})
+
+
+def import_collection(user, upload, *, name: str | None = None) -> Collection:
+    """A new collection of ``user`` from an archive; refused whole when anything in it is wrong."""
+    from backend.quotas.services import check_upload
+
+    require_user(user)
+    if upload.size > settings.KB_ARCHIVE_MAX_BYTES:
+        raise _refuse("ARCHIVE_TOO_LARGE", f"This archive is larger than {settings.KB_ARCHIVE_MAX_BYTES >> 20} MB.")
+    try:
+        found = archive.read(upload.read(), max_bytes=settings.KB_ARCHIVE_MAX_BYTES,
+                             file_types=set(Document.FileType.values))
+    except archive.ArchiveError as exc:
+        raise _refuse(exc.code, exc.message)
+    manifest = found.manifest
+    embedder = embeddings.get_embedder()
+    same_model = (manifest["embedding"]["model"] == embedder.name
+                  and manifest["embedding"]["dimension"] == embeddings.DIMENSION)
+    shas = {v["sha256"]: v["size"] for d in manifest["documents"] for v in d["versions"]}
+    check_upload(user, sum(shas.values()))
+    collection = Collection(owner=user, name=clean_name(name or manifest["collection"]["name"]),
+                            description=str(manifest["collection"].get("description") or "")[:5000])
+    stored: dict[str, str] = {}
+    try:
+        for sha256 in shas:
+            stored[sha256] = store_file(collection, found.file(sha256))
+        with transaction.atomic():
+            collection.save()
+            _create_documents(user, collection, found, stored, same_model)
+    except Exception:
+        remove_files(list(stored.values()))
+        raise
+    return collection
+
+
+def _create_documents(user, collection: Collection, found: archive.Archive, stored: dict[str, str],
+                      same_model: bool) -> None:
+    manifest, ids, vectors = found.manifest, [], []
+    dimension = manifest["embedding"]["dimension"]
+    for index, entry in enumerate(manifest["documents"]):
+        current = next(v for v in entry["versions"] if v["number"] == entry["version"])
+        rows = found.chunks(index) if same_model and entry.get("ready") else []
+        document = Document.objects.create(
+            collection=collection, uploaded_by=user, title=entry["title"][:300], original_name=current["original_name"],
+            file_type=current["file_type"], size=current["size"], sha256=current["sha256"],
+            storage_key=stored[current["sha256"]], tags=entry.get("tags") or [], metadata=entry.get("metadata") or {},
+            version=entry["version"], page_count=entry.get("page_count"), word_count=entry.get("word_count"),
+            status=Document.Status.READY if rows else Document.Status.PENDING, stage="ready" if rows else "queued",
+            progress=100 if rows else 0, chunk_count=len(rows))
+        DocumentVersion.objects.bulk_create([
+            DocumentVersion(document=document, number=v["number"], original_name=v["original_name"],
+                            file_type=v["file_type"], size=v["size"], sha256=v["sha256"],
+                            storage_key=stored[v["sha256"]], uploaded_by=user, restored_from=v.get("restored_from"),
+                            chunk_count=len(rows) if v["number"] == entry["version"] and rows else None,
+                            vectors_embedded=0 if v["number"] == entry["version"] and rows else None,
+                            vectors_reused=len(rows) if v["number"] == entry["version"] and rows else None)
+            for v in entry["versions"]])
+        if rows:
+            created = Chunk.objects.bulk_create([
+                Chunk(document=document, collection=collection, version=entry["version"],
+                      vector=archive.vector_from_text(row["vector"], dimension),
+                      **{name: row.get(name) for name in CHUNK_FIELDS if name in row})
+                for row in rows])
+            ids += [c.pk for c in created]
+            vectors += [embeddings.from_bytes(bytes(c.vector)) for c in created]
+        else:  # another embedding model, or not READY where it came from: read and embed it here
+            ingest.enqueue(document.pk)
+        publish_document_event(document)
+    if ids:
+        engines.engine().vectors.add(collection.pk, ids, np.vstack(vectors))
+        Collection.objects.filter(pk=collection.pk).update(index_version=F("index_version") + 1)
