@@ -175,7 +175,7 @@ class PgKeywords(KeywordIndex):
                         (SELECT string_agg(quote_literal(x), ' | ')::tsquery FROM unnest(%(essential)s::text[]) AS x)),
                     rough AS (
                       SELECT cand.id, sum(terms.idf * {norm}) AS score FROM cand JOIN terms ON cand.v @@ terms.tq
-                      GROUP BY cand.id ORDER BY score DESC LIMIT %(rough)s)
+                      GROUP BY cand.id ORDER BY score DESC, cand.id LIMIT %(rough)s)
                     SELECT c.id, sum(terms.idf * u.tf * {K1 + 1}
                                      / (u.tf + {K1} * ({1 - B} + {B} * c.token_count / %(avgdl)s))) AS score
                     FROM rough JOIN {chunk} c ON c.id = rough.id,
