@@ -96,7 +96,7 @@ def test_a_pdf_pypdf_cannot_read_is_read_by_pdfium(alice):
     wait()
     doc = node(alice, doc["id"])
     assert doc["status"] == "READY" and "peak efficiency of 97 percent" in text_of(doc), doc
-    assert doc["metadata"]["reader"] == "pdfium"
+    assert doc["pageCount"] == 2  # the page tree lists itself: its second "page" has no text
 
 
 def test_a_picture_without_text_fails_no_text_after_ocr_tried(alice):
