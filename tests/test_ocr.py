@@ -137,3 +137,20 @@ def test_an_image_too_large_to_decode_is_refused_from_its_header(alice):
     wait()
     doc = node(alice, doc["id"])
     assert (doc["status"], doc["errorCode"]) == ("FAILED", "TOO_LARGE"), doc
+
+
+def test_ocr_progress_shows_in_document_events_and_its_page_limit_holds(alice, settings, monkeypatch):
+    from backend.documents import ingest
+
+    told = []
+    original = ingest.publish_document_event
+    monkeypatch.setattr(ingest, "publish_document_event",
+                        lambda document: (told.append((document.stage, document.progress)), original(document)))
+    settings.OCR_MAX_PAGES = 5  # of 6 pages: the last is skipped, and the document says so
+    doc = upload(alice, "scan.pdf", scanned_pdf(pages=6))["document"]
+    wait()
+    doc = node(alice, doc["id"])
+    assert doc["status"] == "READY" and doc["metadata"]["ocr_pages"] == [1, 2, 3, 4, 5]
+    assert doc["metadata"]["ocr_pages_skipped"] == 1 and "Page 6" not in text_of(doc)
+    ocr_events = [progress for stage, progress in told if stage == "ocr"]
+    assert len(ocr_events) == 2 and ocr_events == sorted(ocr_events) and ocr_events[-1] == 25  # 4 pages, then 6 of 6

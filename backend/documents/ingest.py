@@ -111,7 +111,9 @@ def _process(document: Document) -> None:
     try:
         extracted = extract_with_timeout(data, document.file_type, timeout=settings.DOCUMENT_PARSE_TIMEOUT,
                                          max_pages=settings.DOCUMENT_MAX_PAGES, max_chars=settings.DOCUMENT_MAX_CHARS,
-                                         memory_mb=settings.DOCUMENT_PARSE_MEMORY_MB, ocr=ocr_options())
+                                         memory_mb=settings.DOCUMENT_PARSE_MEMORY_MB, ocr=ocr_options(),
+                                         progress=lambda done, total: _set(
+                                             document, stage="ocr", progress=5 + int(20 * done / total)))
     except loaders.ExtractionError as exc:
         fail(document, exc.code, exc.message)
         return

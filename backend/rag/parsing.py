@@ -109,19 +109,45 @@ def shutdown() -> None:
         child.kill()
 
 
+OCR_BATCH = 4  # PDF pages read by OCR per call of the child process (progress is told in between)
+
+
 def extract_with_timeout(data: bytes, kind: str, *, timeout: float, max_pages: int, max_chars: int,
-                         memory_mb: int = 2048, ocr: OcrOptions | None = None) -> Extracted:
+                         memory_mb: int = 2048, ocr: OcrOptions | None = None, progress=None) -> Extracted:
     """The file's text, read in a child process: its text layer within ``timeout``; then, when
     ``ocr`` is given and pages have no text layer (or the file is an image), OCR of those pages
-    within OCR's own budget. ``ocr`` None: no OCR (off, or not installed)."""
+    within OCR's own page and time budget, a few pages per call, ``progress(done, total)`` after
+    each. ``ocr`` None: no OCR (off, or not installed)."""
     request = {"op": "extract", "kind": kind, "max_pages": max_pages}
     extracted = _call(request, data, timeout, memory_mb, "Reading this file")
-    if ocr is not None and extracted.metadata.get("needs_ocr"):
-        request = {"op": "ocr", "kind": extracted.kind, "pages": extracted.pages, "metadata": extracted.metadata,
-                   "ocr": {k: v for k, v in dataclasses.asdict(ocr).items() if k not in ("started", "pages_read")}}
-        extracted = _call(request, data, ocr.time_budget + ocr.page_timeout + 10, memory_mb,
-                          "Reading this file's pictures (OCR)")
+    needs = extracted.metadata.get("needs_ocr")
+    if ocr is not None and needs:
+        extracted = _read_by_ocr(data, extracted, ocr, memory_mb, progress)
     return finish(extracted, max_chars=max_chars, ocr_ran=ocr is not None)
+
+
+def _read_by_ocr(data: bytes, extracted: Extracted, ocr: OcrOptions, memory_mb: int, progress) -> Extracted:
+    needs = extracted.metadata["needs_ocr"]
+    batches = [needs[i:i + OCR_BATCH] for i in range(0, len(needs), OCR_BATCH)] if isinstance(needs, list) else [needs]
+    options = {k: v for k, v in dataclasses.asdict(ocr).items() if k not in ("started", "pages_read")}
+    started, read, found, skipped = time.monotonic(), 0, [], 0
+    for batch in batches:
+        budget = max(0.0, ocr.time_budget - (time.monotonic() - started))
+        request = {"op": "ocr", "kind": extracted.kind, "pages": extracted.pages,
+                   "metadata": {**extracted.metadata, "needs_ocr": batch},
+                   "ocr": {**options, "time_budget": budget, "max_pages": max(0, ocr.max_pages - read)}}
+        part = _call(request, data, budget + ocr.page_timeout + 10, memory_mb, "Reading this file's pictures (OCR)")
+        found += part.metadata.pop("ocr_pages", [])
+        skipped += part.metadata.pop("ocr_pages_skipped", 0)
+        read += len(batch) if isinstance(batch, list) else len(part.pages)
+        extracted = Extracted(part.kind, part.pages, {**part.metadata, "needs_ocr": needs})
+        if progress is not None and isinstance(needs, list):
+            progress(min(read, len(needs)), len(needs))
+    metadata = {k: v for k, v in extracted.metadata.items() if k != "needs_ocr"}
+    metadata["ocr_pages"] = found
+    if skipped:
+        metadata["ocr_pages_skipped"] = skipped  # past OCR_MAX_PAGES or OCR_TIME_BUDGET
+    return Extracted(extracted.kind, extracted.pages, metadata)
 
 
 def _call(request: dict, data: bytes, timeout: float, memory_mb: int, doing: str) -> Extracted:
