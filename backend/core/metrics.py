@@ -31,8 +31,10 @@ SEARCH = Histogram("chat_search_seconds", "searchDocuments and RAG retrieval lat
 
 def register_once(collector) -> None:
     """Add an app's collector (apps register theirs as they start; core imports no app)."""
-    if not any(type(c) is type(collector) for c in REGISTRY._collector_to_names):
+    try:
         REGISTRY.register(collector)
+    except ValueError:  # its series are registered already (an app made ready twice)
+        pass
 
 
 def _allowed(request) -> bool:

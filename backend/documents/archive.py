@@ -78,11 +78,11 @@ def _require(condition: bool, message: str) -> None:
         raise ArchiveError("ARCHIVE_INVALID", f"This is not a knowledge-base archive of this service: {message}")
 
 
-def read(data: bytes, *, max_bytes: int, file_types) -> Archive:
-    """The archive in ``data``, checked whole; ArchiveError (ARCHIVE_INVALID, ARCHIVE_TOO_LARGE,
-    UNSUPPORTED_VERSION) otherwise."""
+def read(source, *, max_bytes: int, file_types) -> Archive:
+    """The archive in ``source`` (bytes, or a seekable binary file: an upload read where it lies),
+    checked whole; ArchiveError (ARCHIVE_INVALID, ARCHIVE_TOO_LARGE, UNSUPPORTED_VERSION) otherwise."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
         entries = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ArchiveError("ARCHIVE_INVALID", f"This file is not a zip archive, or it is damaged ({type(exc).__name__}).")

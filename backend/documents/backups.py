@@ -22,7 +22,7 @@ from backend.rag import embeddings
 
 from . import engines
 from .archive import ArchiveError
-from .models import Collection, Document, DocumentVersion
+from .models import Collection, DocumentVersion
 
 FORMAT = "chat-backend.backup"
 VERSION = 1
@@ -43,8 +43,7 @@ def _models():
 def _stored_keys() -> list[str]:
     from backend.users.models import User
 
-    keys = set(DocumentVersion.objects.values_list("storage_key", flat=True))
-    keys |= set(Document.objects.values_list("storage_key", flat=True))
+    keys = set(DocumentVersion.objects.values_list("storage_key", flat=True))  # documents' files, all versions
     keys |= {name for name in User.objects.exclude(avatar="").values_list("avatar", flat=True) if name}
     return sorted(keys)
 

@@ -6,7 +6,6 @@ replaced in one transaction). Each stage is committed and then announced to the 
 subscribers. Whatever goes wrong ends the document FAILED with a code, never PROCESSING.
 """
 
-import functools
 import hashlib
 import logging
 
@@ -71,19 +70,11 @@ def _embed(texts: list[str], document: Document) -> tuple[list[bytes], int]:
 
 def ocr_options() -> ocr.OcrOptions | None:
     """OCR's settings, or None where it is off or cannot run here (Tesseract or its data missing)."""
-    if not settings.OCR_ENABLED or _ocr_unavailable(settings.OCR_LANGUAGES):
+    if not settings.OCR_ENABLED or ocr.unavailable(settings.OCR_LANGUAGES):
         return None
     return ocr.OcrOptions(languages=settings.OCR_LANGUAGES, max_pages=settings.OCR_MAX_PAGES,
                           page_timeout=settings.OCR_PAGE_TIMEOUT, time_budget=settings.OCR_TIME_BUDGET,
                           dpi=settings.OCR_DPI)
-
-
-@functools.lru_cache(maxsize=8)
-def _ocr_unavailable(languages: str) -> str | None:
-    reason = ocr.unavailable(languages)
-    if reason:
-        logger.warning("OCR is unavailable: %s", reason)
-    return reason
 
 
 @task("documents.ingest")

@@ -95,9 +95,7 @@ def upload_document(user, upload, *, collection_id=None, tags=None, title: str |
     except loaders.ExtractionError as exc:
         raise ValidationError({"file": ValidationError(exc.message, code=exc.code)})
     if kind == loaders.IMAGE and ocr_options() is None:
-        raise ValidationError({"file": ValidationError(
-            "Images are read by OCR, which this server does not have. Upload the text as a PDF, DOCX, text or "
-            "Markdown file instead.", code=DocumentErrorCode.OCR_UNAVAILABLE)})
+        raise ValidationError({"file": ValidationError(loaders.IMAGES_NEED_OCR, code=DocumentErrorCode.OCR_UNAVAILABLE)})
     digest = hashlib.sha256(data).hexdigest()
     existing = Document.objects.filter(collection=collection, sha256=digest).first()
     if existing is not None:

@@ -14,24 +14,28 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F
 
+from backend.core.errors import NotFound
 from backend.core.scoping import require_user
 from backend.rag import embeddings
 
 from . import archive, engines
 from .codes import DocumentErrorCode
-from .collections import clean_name, get_collection
+from .collections import clean_name
 from .events import publish_document_event
 from .files import remove_files, store_file
 from .ingest import ingest
-from .models import Chunk, Collection, Document, DocumentVersion, Role
+from .models import Chunk, Collection, Document, DocumentVersion
 
 CHUNK_FIELDS = ("position", "text", "text_hash", "page_start", "page_end", "char_start", "char_end", "token_count",
                 "section", "embedding_model")
 
 
-def export_collection(user, collection_pk) -> tuple[object, Collection]:
-    """(a temporary file holding the archive, the collection), for anyone who may read it."""
-    collection = get_collection(user, collection_pk, need=Role.VIEWER)
+def export_collection(user, uid) -> tuple[object, Collection]:
+    """(a temporary file holding the archive, the collection ``uid``), for anyone who may read it."""
+    require_user(user)
+    collection = Collection.objects.visible_to(user).filter(uid=uid).first()
+    if collection is None:
+        raise NotFound("No such collection.")
     documents = list(collection.documents.order_by("pk"))
     versions: dict[int, list[DocumentVersion]] = {}
     for version in DocumentVersion.objects.filter(document__in=documents).order_by("number"):
@@ -82,7 +86,7 @@ def import_collection(user, upload, *, name: str | None = None) -> Collection:
     if upload.size > settings.KB_ARCHIVE_MAX_BYTES:
         raise _refuse("ARCHIVE_TOO_LARGE", f"This archive is larger than {settings.KB_ARCHIVE_MAX_BYTES >> 20} MB.")
     try:
-        found = archive.read(upload.read(), max_bytes=settings.KB_ARCHIVE_MAX_BYTES,
+        found = archive.read(upload, max_bytes=settings.KB_ARCHIVE_MAX_BYTES,
                              file_types=set(Document.FileType.values))
     except archive.ArchiveError as exc:
         raise _refuse(exc.code, exc.message)

@@ -6,7 +6,6 @@ from backend.core.errors import NotFound, Unauthenticated
 from backend.rag.loaders import CONTENT_TYPES
 
 from . import library, transfer
-from .models import Collection
 from backend.core.codes import ErrorCode
 
 
@@ -27,12 +26,12 @@ def download(request, uid):
 
 def export_collection(request, uid):
     """The collection as a knowledge-base archive (see transfer.py), built for this request."""
-    if not getattr(request.user, "is_authenticated", False):
+    try:
+        handle, collection = transfer.export_collection(request.user, uid)
+    except Unauthenticated:
         return JsonResponse({"error": {"code": ErrorCode.UNAUTHENTICATED, "message": "Sign in to download."}}, status=401)
-    collection = Collection.objects.visible_to(request.user).filter(uid=uid).first()
-    if collection is None:
+    except NotFound:
         raise Http404()
-    handle, collection = transfer.export_collection(request.user, collection.pk)
     name = "".join(ch if ch.isalnum() or ch in " ._-" else "_" for ch in collection.name).strip() or "collection"
     response = FileResponse(handle, as_attachment=True, filename=f"{name}.kb.zip", content_type="application/zip")
     response["X-Content-Type-Options"] = "nosniff"

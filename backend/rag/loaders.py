@@ -21,6 +21,8 @@ CONTENT_TYPES = {
     MD: "text/markdown; charset=utf-8",
     IMAGE: "application/octet-stream",  # PNG, JPEG, TIFF or WebP: downloaded as the file it is
 }
+IMAGES_NEED_OCR = ("Images are read by OCR, which this server does not have. Upload the text as a PDF, DOCX, text or "
+                   "Markdown file instead.")
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")
 
 
@@ -320,8 +322,7 @@ def finish(extracted: Extracted, *, max_chars: int = 5_000_000, ocr_ran: bool = 
                               f"{max_chars:,}. Split it into smaller files.")
     if not any(t.strip() for _, t in extracted.pages):
         if extracted.kind == IMAGE and not ocr_ran:
-            raise ExtractionError(ExtractionCode.OCR_UNAVAILABLE, "Images are read by OCR, which this server does not "
-                                  "have. Upload the text as a PDF, DOCX, text or Markdown file instead.")
+            raise ExtractionError(ExtractionCode.OCR_UNAVAILABLE, IMAGES_NEED_OCR)
         if extracted.kind == PDF and not ocr_ran:  # the code stays NO_TEXT, as before OCR existed
             raise ExtractionError(ExtractionCode.NO_TEXT, "This PDF has no text layer (it may be a scan), and this "
                                   "server has no OCR to read it. Run it through OCR, then upload it again.")

@@ -5,10 +5,14 @@ OCR is optional: where the ``tesseract`` program or its language data is missing
 says why, files that need OCR fail with OCR_UNAVAILABLE, and everything else works as before.
 """
 
+import functools
 import io
+import logging
 import shutil
 import time
 from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,8 +30,17 @@ class OcrOptions:
         return self.pages_read < self.max_pages and time.monotonic() - self.started < self.time_budget
 
 
+@functools.lru_cache(maxsize=8)
 def unavailable(languages: str = "eng") -> str | None:
-    """None when OCR can run with these languages, else why it cannot (for people)."""
+    """None when OCR can run with these languages, else why it cannot (for people). Asked of the
+    installation once per process (it runs ``tesseract``): installing it takes a restart."""
+    reason = _why_unavailable(languages)
+    if reason:
+        logger.warning("OCR is unavailable: %s", reason)
+    return reason
+
+
+def _why_unavailable(languages: str) -> str | None:
     if shutil.which("tesseract") is None:
         return "Tesseract is not installed on this server."
     try:

@@ -16,7 +16,7 @@ from . import chats, docs, document_versions, documents, quotas, recipes, stream
 from .checks import OperationChecks, OperationMetrics, SocketCredential
 from .errors import ErrorCodes, TopLevelErrorCode, classify
 from .inputs import UPLOAD
-from .persisted import PersistedQueries
+from .persisted import PersistedQueries, trusted_documents
 from .validation import AliasLimit, DepthLimit, ValidateOnce
 from backend.core.codes import ErrorCode
 
@@ -68,6 +68,7 @@ def build_schema() -> Schema:
                                 scalar_map={quotas.BigInt: quotas.BIG_INT, Upload: UPLOAD}),
     )
     docs.apply(built._schema)
+    trusted_documents()  # loaded (and checked) as the server starts, not at its first request
     return built
 
 

@@ -38,7 +38,7 @@ class DocumentVersionType:
     def uploaded_by(self, root: DocumentVersion) -> PublicUser | None:
         return _public(root.uploaded_by) if root.uploaded_by is not None else None
 
-    @strawberry_django.field(select_related=["document"], description="Whether it is the document's current version.")
+    @strawberry_django.field(description="Whether it is the document's current version.")
     def current(self, root: DocumentVersion) -> bool:
         return root.number == root.document.version
 

@@ -130,10 +130,11 @@ class DocumentType(ScopedNode):
     def chunks(self, root: Document) -> list[ChunkType]:
         return root.chunks.filter(superseded=False).order_by("position")
 
-    @strawberry_django.field(description="Every version, newest first.")
+    @strawberry_django.field(prefetch_related=["versions__uploaded_by"], description="Every version, newest first.")
     def versions(self, root: Document) -> list[Annotated["DocumentVersionType",
                                                         strawberry.lazy("backend.schema.document_versions")]]:
-        return list(root.versions.select_related("uploaded_by", "document").order_by("-number"))
+        # Prefetched for a whole list of documents at once (DocumentVersion's ordering: newest first).
+        return list(root.versions.all())
 
     @strawberry_django.field(only=["file_type"])
     def file_type(self, root: Document) -> FileType:
