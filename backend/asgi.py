@@ -4,8 +4,9 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from backend.core.handler import get_asgi_application  # noqa: E402
 
+# Django's ASGI handler, keeping the threads that run requests' sync code (backend/core/handler.py).
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

@@ -124,6 +124,9 @@ DB_POOL_TIMEOUT = float(env("DB_POOL_TIMEOUT", "5"))
 # HTTP_QUEUE_TIMEOUT s, then get 503 (backend/core/concurrency.py). Default: the pool's size.
 HTTP_MAX_CONCURRENCY = env_int("HTTP_MAX_CONCURRENCY", DB_POOL_MAX_SIZE if env("DATABASE_URL") else 0)
 HTTP_QUEUE_TIMEOUT = float(env("HTTP_QUEUE_TIMEOUT", "30"))
+# Threads that ran a request's sync code are kept for the next request, up to this many idle ones
+# (backend/core/handler.py); each keeps its SQLite connection (CONN_MAX_AGE) while it waits.
+REQUEST_THREADS_KEEP = env_int("REQUEST_THREADS_KEEP", 32)
 if env("DATABASE_URL"):
     import dj_database_url
 

@@ -83,9 +83,10 @@ class GraphQLView(AsyncGraphQLView):
             user = AnonymousUser()
         request.user = user  # resolved once; later checks must not re-read the session
         if user.is_authenticated:
-            from backend.users.accounts import touch_last_active
+            from backend.users.accounts import last_active_stale, touch_last_active
 
-            await database_sync_to_async(touch_last_active)(user)
+            if last_active_stale(user):  # at most every few minutes: no thread hop otherwise
+                await database_sync_to_async(touch_last_active)(user)
         return Context(request=request, response=response, user=user)
 
 

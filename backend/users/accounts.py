@@ -78,9 +78,14 @@ def authenticate(request, *, email: str, password: str) -> User:
 KNOWN_ADDRESS = "1/90d"  # a successful sign-in makes its address known for (the rest of) 90 days
 
 
+def last_active_stale(user: User) -> bool:
+    """Whether ``touch_last_active`` would write (an async caller skips the thread hop if not)."""
+    return user.last_active_at is None or timezone.now() - user.last_active_at > timedelta(minutes=5)
+
+
 def touch_last_active(user: User) -> None:
-    now = timezone.now()
-    if user.last_active_at is None or now - user.last_active_at > timedelta(minutes=5):
+    if last_active_stale(user):
+        now = timezone.now()
         User.objects.filter(pk=user.pk).update(last_active_at=now)
         user.last_active_at = now
 
