@@ -67,3 +67,17 @@ def test_allowed_origins_come_from_settings(settings):
     sent = client.post("/graphql/", MUTATION, content_type="application/json",
                        headers={"Origin": "https://chat.example.com", "X-CSRFToken": token})
     assert sent.status_code == 200, sent.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bearer_token_client_gets_no_csrf_cookie_or_header(user):
+    from backend.users.credentials import create_api_token
+
+    _, secret = create_api_token(user, name="api")
+    client = Client(enforce_csrf_checks=True)
+    answered = client.post("/graphql/", json.dumps({"query": "{ me { email } }"}), content_type="application/json",
+                           headers={"Authorization": f"Bearer {secret}"})
+    assert answered.json() == {"data": {"me": {"email": user.email}}}
+    assert "X-CSRFToken" not in answered and "csrftoken" not in answered.cookies
+    browser = Client(enforce_csrf_checks=True).get("/graphql/", {"query": "{ __typename }"})
+    assert browser["X-CSRFToken"] and "csrftoken" in browser.cookies  # a browser still gets both

@@ -64,7 +64,9 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
     if strategy not in retrieval.STRATEGIES:
         raise ValidationError({"strategy": ValidationError(f"One of {', '.join(retrieval.STRATEGIES)}.",
                                                            code=DocumentErrorCode.INVALID_CHOICE)})
-    collections = list(Collection.objects.visible_to(user).only("pk", "index_version"))
+    # No ordering wanted of either query (hits follow the ranking): compiling ORDER BY was an
+    # eighth of the ORM's time on this path.
+    collections = list(Collection.objects.visible_to(user).only("pk", "index_version").order_by())
     if collection_ids:
         wanted = {str(c) for c in collection_ids}
         collections = [c for c in collections if str(c.pk) in wanted]
@@ -80,7 +82,7 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
     ranked = engines.retriever().rank(strategy, query, query_vector, where, fetch)
     chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=ranked, collection_id__in=where.collection_ids,
                                                     document__status=Document.Status.READY, superseded=False)
-              .select_related("document")}
+              .select_related("document").order_by()}
     hits = []
     for cid in ranked:
         chunk = chunks.get(cid)
