@@ -232,3 +232,40 @@ def test_keyword_statistics_follow_every_change_to_the_chunks(alice):
     alice(f'mutation {{ deleteDocument(id: "{doc["id"]}") {{ __typename }} }}')
     kept, recount = stats_and_recount()
     assert kept == recount and not any(lexeme == "chlorophyl" for _, lexeme, _ in kept)
+
+
+def test_the_query_vector_may_arrive_after_the_keyword_search_and_ranks_the_same():
+    """A search embeds its query while the database answers: the retriever takes the vector as a
+    callable and calls it only after the keyword search, with the same rankings as an array."""
+    from backend.rag.retrieval import Filter, KeywordIndex, Retriever, VectorIndex
+
+    calls = []
+
+    class Vectors(VectorIndex):
+        name = "fake"
+        add = delete = count = rebuild = lambda *a: None
+
+        def search(self, vector, k, where):
+            calls.append("vectors")
+            return [(1, float(vector[0])), (2, 0.5), (3, 0.1)][:k]
+
+    class Keywords(KeywordIndex):
+        name = "fake"
+
+        def search(self, query, k, where):
+            calls.append("keywords")
+            return [(3, 9.0), (4, 2.0)][:k]
+
+    def later():
+        calls.append("vector")
+        return np.array([0.9], dtype=np.float32)
+
+    retriever = Retriever(Vectors(), Keywords(), lambda texts: np.zeros((len(texts), 1), np.float32), lambda q: [q])
+    where = Filter(collection_ids=(1,))
+    for strategy in ("dense", "bm25", "hybrid", "multi_query"):
+        calls.clear()
+        lazily = retriever.rank(strategy, "q", later, where, 3)
+        assert lazily == retriever.rank(strategy, "q", np.array([0.9], dtype=np.float32), where, 3)
+        if strategy == "hybrid":
+            assert calls[:3] == ["keywords", "vector", "vectors"]
+        assert ("vector" in calls) == (strategy != "bm25")

@@ -49,7 +49,7 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
     """
     import numpy as np
 
-    from backend.rag.embeddings import from_bytes, get_embedder
+    from backend.rag.embeddings import embed_query_soon, from_bytes
 
     require_user(user)
     query = (query or "").strip()
@@ -64,6 +64,9 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
     if strategy not in retrieval.STRATEGIES:
         raise ValidationError({"strategy": ValidationError(f"One of {', '.join(retrieval.STRATEGIES)}.",
                                                            code=DocumentErrorCode.INVALID_CHOICE)})
+    # The query is embedded on another thread while the database answers (visible collections,
+    # keyword search); the vector is taken where it is first needed.
+    pending = embed_query_soon(query)
     # No ordering wanted of either query (hits follow the ranking): compiling ORDER BY was an
     # eighth of the ORM's time on this path.
     collections = list(Collection.objects.visible_to(user).only("pk", "index_version").order_by())
@@ -76,10 +79,10 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
         return []
     started = time.perf_counter()
     where = where_for(collections, filters)
-    query_vector = get_embedder().embed_query(query)
     # Fused rankings and a score threshold cut the list after ranking: ask for more than k.
     fetch = k if strategy == "dense" and threshold <= -1.0 else max(k * 4, 20)
-    ranked = engines.retriever().rank(strategy, query, query_vector, where, fetch)
+    ranked = engines.retriever().rank(strategy, query, pending.result, where, fetch)
+    query_vector = pending.result()
     chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=ranked, collection_id__in=where.collection_ids,
                                                     document__status=Document.Status.READY, superseded=False)
               .select_related("document").order_by()}

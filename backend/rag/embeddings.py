@@ -319,6 +319,26 @@ def _build() -> Embedder:
                                                          quantized=quantized))
 
 
+_query_pool = None
+_query_pool_lock = threading.Lock()
+
+
+def embed_query_soon(text: str):
+    """A future of ``get_embedder().embed_query(text)``, started now on a small pool of its own.
+
+    The encoder releases the GIL while it runs, so a search can read the database meanwhile
+    (visible collections, keyword search) and take the vector when it first needs it: a hybrid
+    search's wall time is then about the longer of the two, not their sum."""
+    global _query_pool
+    if _query_pool is None:
+        with _query_pool_lock:
+            if _query_pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _query_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="query-embed")
+    return _query_pool.submit(lambda: get_embedder().embed_query(text))
+
+
 def is_loaded() -> bool:
     return _embedder is not None
 

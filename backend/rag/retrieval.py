@@ -167,19 +167,25 @@ class Retriever:
     embed_many: Callable[[list[str]], np.ndarray]  # for multi-query's extra phrasings
     variants: Callable[[str], list[str]]
 
-    def rank(self, strategy: str, query: str, query_vector: np.ndarray, where: Filter, fetch: int) -> list[int]:
-        """Chunk ids for ``query`` by ``strategy``, best first, at most ``fetch`` of them."""
+    def rank(self, strategy: str, query: str, query_vector: np.ndarray | Callable[[], np.ndarray], where: Filter,
+             fetch: int) -> list[int]:
+        """Chunk ids for ``query`` by ``strategy``, best first, at most ``fetch`` of them.
+
+        ``query_vector`` may be a callable that returns it (e.g. a future's ``result``, the query
+        being embedded meanwhile): it is called only once the keyword search, which needs no
+        vector, has run."""
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}")
+        vector = query_vector if callable(query_vector) else (lambda: query_vector)
         if strategy == "dense":
-            ranking = self.vectors.search(query_vector, fetch, where)
+            ranking = self.vectors.search(vector(), fetch, where)
         elif strategy == "bm25":
             ranking = self.keywords.search(query, fetch, where)
         elif strategy == "hybrid":
-            ranking = score_fusion([self.vectors.search(query_vector, fetch, where),
-                                    self.keywords.search(query, fetch, where)])
+            keywords = self.keywords.search(query, fetch, where)
+            ranking = score_fusion([self.vectors.search(vector(), fetch, where), keywords])
         else:
             extra = self.variants(query)[1:]
-            vectors = [query_vector, *(self.embed_many(extra) if extra else [])]
+            vectors = [vector(), *(self.embed_many(extra) if extra else [])]
             ranking = reciprocal_rank_fusion([self.vectors.search(v, fetch, where) for v in vectors])
         return [chunk_id for chunk_id, _ in ranking[:fetch]]
