@@ -34,6 +34,7 @@ def test_an_instance_is_backed_up_and_restored_into_an_empty_database(alice, tmp
     wait()
     chat = conversations.create_chat(alice.user, title="Holiday", model="rag-faiss")
     Message.objects.create(chat=chat, role=Message.Role.USER, content="Is the pool open?")
+    stored = {v.storage_key: default_storage.open(v.storage_key).read() for v in DocumentVersion.objects.all()}
     path = tmp_path / "instance.zip"
     out = io.StringIO()
     call_command("backup", str(path), stdout=out)
@@ -56,6 +57,7 @@ def test_an_instance_is_backed_up_and_restored_into_an_empty_database(alice, tmp
     document = Document.objects.get()
     assert document.version == 2 and document.versions.count() == 2
     assert all(default_storage.exists(v.storage_key) for v in document.versions.all())
+    assert {key: default_storage.open(key).read() for key in stored} == stored  # each file as it was
     assert Chunk.objects.filter(superseded=True).exists()  # version 1's passages, for old citations
 
     with pytest.raises(CommandError, match="NOT_EMPTY"):

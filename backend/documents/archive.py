@@ -61,14 +61,20 @@ def vector_from_text(text: str, dimension: int) -> bytes:
     return blob
 
 
+def add_file(archive: zipfile.ZipFile, name: str, handle) -> None:
+    """Copy a readable binary file into ``archive`` as ``name``, a megabyte at a time."""
+    with archive.open(name, "w", force_zip64=True) as out:
+        while block := handle.read(1 << 20):
+            out.write(block)
+
+
 def write(target, manifest: dict, files: dict[str, object], chunks: dict[int, list[dict]]) -> None:
     """``files``: sha256 -> a readable binary file (opened, read and closed here, one at a time)."""
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         archive.writestr("manifest.json", json.dumps({"format": FORMAT, "version": VERSION, **manifest}, indent=1))
         for sha256, opener in files.items():
-            with opener() as handle, archive.open(f"files/{sha256}", "w", force_zip64=True) as out:
-                while block := handle.read(1 << 20):
-                    out.write(block)
+            with opener() as handle:
+                add_file(archive, f"files/{sha256}", handle)
         for index, rows in chunks.items():
             archive.writestr(f"chunks/{index}.jsonl", "\n".join(json.dumps(row) for row in rows))
 

@@ -13,7 +13,8 @@ import zipfile
 from datetime import datetime, timezone
 
 from django.core import serializers
-from django.core.files.base import ContentFile
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.migrations.recorder import MigrationRecorder
@@ -21,7 +22,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from backend.rag import embeddings
 
 from . import engines
-from .archive import ArchiveError
+from .archive import ArchiveError, add_file
 from .models import Collection, DocumentVersion
 
 FORMAT = "chat-backend.backup"
@@ -52,8 +53,8 @@ def backup(target) -> dict:
     """Write the instance to ``target`` (a path or a binary file); returns the counts."""
     models = list(_models())
     rows = []
-    for model in models:
-        rows.extend(json.loads(serializers.serialize("json", model._default_manager.order_by("pk"))))
+    for model in models:  # the json serializer's rows, without a round trip through a JSON string
+        rows.extend(serializers.serialize("python", model._default_manager.order_by("pk")))
     keys = _stored_keys()
     manifest = {
         "format": FORMAT, "version": VERSION, "created_at": datetime.now(timezone.utc).isoformat(),
@@ -65,13 +66,11 @@ def backup(target) -> dict:
     missing = 0
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         archive.writestr("manifest.json", json.dumps(manifest, indent=1))
-        archive.writestr("database.json", json.dumps(rows))
+        archive.writestr("database.json", json.dumps(rows, cls=DjangoJSONEncoder))
         for key in keys:
             try:
-                with default_storage.open(key, "rb") as handle, archive.open(f"files/{key}", "w",
-                                                                             force_zip64=True) as out:
-                    while block := handle.read(1 << 20):
-                        out.write(block)
+                with default_storage.open(key, "rb") as handle:
+                    add_file(archive, f"files/{key}", handle)
             except FileNotFoundError:
                 missing += 1
     return {"rows": len(rows), "files": len(keys) - missing, "missing_files": missing}
@@ -107,7 +106,8 @@ def restore(source) -> dict:
             for name in archive.namelist():
                 if name.startswith("files/") and not name.endswith("/"):
                     key = name[len("files/"):]
-                    saved = default_storage.save(key, ContentFile(archive.read(name)))
+                    with archive.open(name) as entry:  # streamed into storage, not read into memory
+                        saved = default_storage.save(key, File(entry))
                     written.append(saved)
                     if saved != key:
                         raise ArchiveError("ARCHIVE_INVALID", f"The file {key} exists already in storage.")
