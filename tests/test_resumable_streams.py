@@ -297,6 +297,29 @@ async def test_regenerate_streams_a_new_version_in_place(alice_user, openai):
     await ws.close()
 
 
+async def test_a_version_picked_while_an_answer_is_written_stays_picked(alice_user, openai):
+    openai.tokens = ["First."]
+    chat, gid = await new_chat(alice_user, "gpt-4")
+    ws = await socket_for(alice_user)
+    await ws.subscribe(SEND, {"chat": gid, "content": "One?"})
+    first = (await rest(ws))[-1]["message"]["id"]
+    slow(openai, 40, 0.02)
+    result = await ws.execute("mutation($id: ID!) { regenerateMessage(id: $id) { ... on Message { id } } }",
+                              {"id": first})
+    new = result["payload"]["data"]["regenerateMessage"]["id"]
+    await ws.execute("mutation($id: ID!) { selectMessageVersion(id: $id) { __typename } }", {"id": first})
+    await ws.subscribe(RESUME, {"id": new, "offset": 0})
+    events = await rest(ws)
+    assert events[-1]["message"]["status"] == "COMPLETE"
+    listed = await ws.execute('query($id: ID!) { node(id: $id) { ... on Chat { messages { edges { node { '
+                              'id versions { id current } } } } } } }', {"id": gid})
+    rows = [e["node"] for e in listed["payload"]["data"]["node"]["messages"]["edges"]]
+    # The finished answer did not make itself current again: the one picked is shown, once.
+    assert [r["id"] for r in rows][1] == first
+    assert [(v["id"], v["current"]) for v in rows[1]["versions"]] == [(first, True), (new, False)]
+    await ws.close()
+
+
 async def test_stream_events_carry_the_chat_for_the_cache(alice_user, openai):
     chat, gid = await new_chat(alice_user, "gpt-4")
     ws = await socket_for(alice_user)

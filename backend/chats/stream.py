@@ -57,30 +57,32 @@ FINAL = (Done, Failed)
 def finish_turn(turn, content: str, status: str, *, first_token_ms=None, error: ProviderError | None = None
                 ) -> tuple[Message, Chat]:
     """Store the answer's outcome; returns it and its chat (updated now), or (None, None) when the
-    answer is gone (its chat was deleted while it was written)."""
-    answer = Message.objects.filter(pk=turn.answer.pk).first()
-    if answer is None:
-        return None, None
-    answer.content = content
-    answer.status = status
-    answer.completion_tokens = count_tokens(content)
-    answer.latency_ms = int((time.monotonic() - turn.started) * 1000)
-    answer.first_token_ms = first_token_ms
+    answer is gone (its chat was deleted while it was written). Only the outcome's columns are
+    written: a version picked meanwhile (``superseded``) is not overwritten."""
+    answer = turn.answer
+    now = timezone.now()
+    fields = {"content": content, "status": status, "completion_tokens": count_tokens(content),
+              "latency_ms": int((time.monotonic() - turn.started) * 1000), "first_token_ms": first_token_ms,
+              "updated_at": now}
     if error is not None:
-        answer.error_code, answer.error_message = error.code, error.message
+        fields.update(error_code=error.code, error_message=error.message)
     if turn.sources:  # an answer's sources are the passages it cites: a refusal cites none
-        answer.sources = cited_sources(turn, content)
+        fields["sources"] = cited_sources(turn, content)
     if turn.passages and content:
         score, unsupported = pipeline.groundedness(content, turn.passages)
-        answer.groundedness, answer.unsupported_sentences = round(score, 4), unsupported
-    answer.save()
+        fields.update(groundedness=round(score, 4), unsupported_sentences=unsupported)
+    if not Message.objects.filter(pk=answer.pk).update(**fields):
+        return None, None
+    for name, value in fields.items():
+        setattr(answer, name, value)
     metrics.TURNS.labels(status, answer.error_code or "").inc()
     logger.info("answer %s %s", answer.pk, status, extra={
         "answer_id": answer.pk, "status": status, "error_code": answer.error_code or None,
         "generator": turn.generator, "completion_tokens": answer.completion_tokens,
         "latency_ms": answer.latency_ms, "first_token_ms": first_token_ms})
-    Chat.objects.filter(pk=turn.chat.pk).update(updated_at=timezone.now())
-    return answer, Chat.objects.get(pk=turn.chat.pk)
+    Chat.objects.filter(pk=turn.chat.pk).update(updated_at=now)
+    chat = Chat.objects.filter(pk=turn.chat.pk).first()
+    return (answer, chat) if chat is not None else (None, None)
 
 
 def cited_sources(turn, content: str) -> list[dict]:

@@ -157,7 +157,7 @@ def start_turn(user, chat_id, content: str, *, client_id: str | None = None, mod
         with transaction.atomic():
             if not chat.title:
                 chat.title = content.splitlines()[0][:80]
-            chat.save()
+            chat.save(update_fields=["title", "model", "updated_at"])
             if question is None:
                 question = Message.objects.create(chat=chat, role=Message.Role.USER, content=content,
                                                   model=chat.model, prompt_tokens=prompt_tokens, client_id=client_id)

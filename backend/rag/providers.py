@@ -162,9 +162,14 @@ class OpenAIProvider:
         client = openai.AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, timeout=self.timeout,
                                     max_retries=0, http_client=_openai_http())
         try:
-            async with client.chat.completions.with_streaming_response.create(
-                    **self._request(messages, params)) as response:
-                async for data in sse_data(response.iter_lines()):
+            # The client's own POST (auth, headers, timeouts, its error classes), not ``create``:
+            # ``create`` walks every parameter through its typed-dict transform first, 1.8 ms of CPU
+            # per request; a burst of 500 answers starting paid ~1 s of it before first tokens.
+            response = await client.post("/chat/completions", body=self._request(messages, params),
+                                         cast_to=transport.Response, stream=True,
+                                         options={"security": {"bearer_auth": True}})
+            try:
+                async for data in sse_data(response.aiter_lines()):
                     chunk = json.loads(data)
                     if chunk.get("error"):
                         raise ProviderError(PROVIDER_ERROR, "OpenAI stopped with an error.")
@@ -172,6 +177,8 @@ class OpenAIProvider:
                     text = (choices[0].get("delta") or {}).get("content") if choices else None
                     if text:
                         yield text
+            finally:
+                await response.aclose()
         except openai.RateLimitError as exc:
             if "insufficient_quota" in str(exc):
                 raise ProviderError(PROVIDER_ERROR, "The OpenAI account behind this key has no credit left.")
