@@ -6,7 +6,8 @@ The provider is a local server on 127.0.0.1 speaking OpenAI's streaming chat-com
 
 1. in-process: the provider called directly, one answer at a time (what the backend adds is the rest);
 2. unpaced: N clients at once, the provider as fast as it can: tokens per second delivered;
-3. paced: 500 clients starting within a second, 300 tokens each at 30 tokens/s (a GPT-4-class
+3. paced: the provider alone first (500 answers in this process: the CPU to start one and to read
+   a token, the floor under the server's work), then 500 clients starting within a second, 300 tokens each at 30 tokens/s (a GPT-4-class
    model): first token p50/p95, and each client's pace as a share of the provider's;
 4. resume: clients that drop their socket three times during an answer and resume from their
    offset (``answerStream``): does each end with exactly the saved text?
@@ -65,6 +66,36 @@ async def direct(provider_url: str, tokens: int, runs: int) -> dict:
         first.append(stamps[0] - started)
         per_token.append((stamps[-1] - stamps[0]) / (len(stamps) - 1))
     return {"first_token": summary_ms(first[1:]), "per_token": summary_ms(per_token[1:])}
+
+
+async def direct_crowd(provider_url: str, clients: int) -> dict:
+    """The provider alone, ``clients`` paced answers at once in this process: the CPU a process
+    spends to start an answer's request and to read each token, before any of the server's work."""
+    from backend.rag.providers import ChatMessage, OpenAIProvider, Params
+
+    provider = OpenAIProvider("gpt-3.5-turbo", "bench-key", provider_url)
+    firsts, counts = [], []
+
+    async def one(started):
+        n = 0
+        async for _ in provider.astream([ChatMessage("user", "Hello")], Params()):
+            if n == 0:
+                firsts.append(time.perf_counter() - started)
+            n += 1
+        counts.append(n)
+
+    await one(time.perf_counter())  # the client's imports
+    firsts.clear(), counts.clear()
+    started, cpu = time.perf_counter(), time.process_time()
+    tasks = [asyncio.create_task(one(started)) for _ in range(clients)]
+    while len(firsts) < clients and not any(t.done() and t.exception() for t in tasks):
+        await asyncio.sleep(0.005)
+    cpu_first = time.process_time()
+    await asyncio.gather(*tasks)
+    tokens = sum(counts) - clients
+    return {"clients": clients, "start_cpu_ms_per_answer": round((cpu_first - cpu) * 1000 / clients, 2),
+            "read_cpu_us_per_token": round((time.process_time() - cpu_first) * 1e6 / max(1, tokens), 1),
+            "first_token": summary_ms(firsts)}
 
 
 async def connect(url: str, secret: str):
@@ -277,6 +308,8 @@ def main():
     finally:
         server.stop()
 
+    figures["provider_alone_paced"] = asyncio.run(direct_crowd(paced.url, args.paced))
+    print(f"provider alone, {args.paced} paced answers in one process: {figures['provider_alone_paced']}", flush=True)
     server = Daphne(data_dir, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=paced.url)
     url = f"ws://127.0.0.1:{server.port}/graphql/"
     try:
