@@ -7,7 +7,7 @@ import pytest
 from backend.rag.chunking import chunk
 from backend.rag.loaders import Extracted
 
-from .test_documents import node, upload, wait
+from .test_documents import CORPUS, node, upload, wait
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,6 +44,33 @@ def test_a_docx_table_becomes_markdown_rows_in_one_chunk_search_can_cite(alice):
     assert lines[header + 1] == "| --- | --- | --- |" and "| 12:40 | 13:30 | Sea Lark |" in lines
     hits = alice(SEARCH, {"q": "which vessel leaves at 12:40?"})["data"]["searchDocuments"]
     assert hits[0]["chunk"]["section"].endswith("table") and "Sea Lark" in hits[0]["text"]  # a citation of the table
+
+
+def test_a_pdf_table_becomes_markdown_rows_with_its_columns_and_search_cites_it(alice):
+    """A Google Docs export: pdfium alone gave the cells as a run of words, the columns lost."""
+    doc = upload(alice, "countries.pdf", (CORPUS / "pdf" / "google-doc-document.pdf").read_bytes())["document"]
+    wait()
+    doc = node(alice, doc["id"])
+    assert doc["status"] == "READY", doc
+    tables = [e["node"] for e in doc["chunks"]["edges"] if e["node"]["section"].endswith("table")]
+    assert len(tables) == 1
+    lines = tables[0]["text"].splitlines()
+    header = lines.index("|  | Indonesia | Germany | Austria | France | Vatican |")
+    assert lines[header + 1] == "| --- | --- | --- | --- | --- | --- |"
+    assert "| Capital | Jakarta | Berlin | Vienna | Paris | Vatican City |" in lines
+    texts = [e["node"]["text"] for e in doc["chunks"]["edges"]]
+    assert sum(t.count("Jakarta") for t in texts) == 1  # the cells are not also left as loose text
+    assert any("Readability counts." in t for t in texts)  # the prose above the table is kept
+    hits = alice(SEARCH, {"q": "What is the capital of Austria?"})["data"]["searchDocuments"]
+    assert hits[0]["chunk"]["section"].endswith("table") and "Vienna" in hits[0]["text"]
+
+
+def test_a_framed_paragraph_in_a_pdf_is_not_taken_for_a_table():
+    from backend.rag.pdf import text_layer
+
+    extracted = text_layer((CORPUS / "pdf" / "002-trivial-libre-office-writer.pdf").read_bytes(), 100)
+    assert "table_pages" not in extracted.metadata and "|" not in extracted.pages[0][1]
+    assert extracted.pages[0][1].startswith("Lorem ipsum dolor sit amet")
 
 
 def test_code_stays_whole_with_its_language_and_long_tables_repeat_their_header():

@@ -7,6 +7,7 @@ code and a message that says what the user can do.
 
 import io
 import re
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -176,16 +177,36 @@ def _markdown_table(table) -> str:
             if id(cell._tc) in seen:  # merged cells repeat
                 continue
             seen.add(id(cell._tc))
-            text = " ".join(p.text for p in cell.paragraphs).strip()
-            cells.append(re.sub(r"\s+", " ", text).replace("|", "\\|"))
+            cells.append(" ".join(p.text for p in cell.paragraphs))
+        rows.append(cells)
+    return markdown_rows(rows)
+
+
+LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+                           "\ufb05": "st", "\ufb06": "st"})
+
+
+def markdown_rows(rows: list[list[str | None]]) -> str:
+    """Rows of cell texts as a Markdown table, the first row its header ("" when no cell has text)."""
+    cleaned = []
+    for row in rows:
+        cells = [_cell(cell) for cell in row]
         if any(cells):
-            rows.append(cells)
-    if not rows:
+            cleaned.append(cells)
+    if not cleaned:
         return ""
-    width = max(len(r) for r in rows)
-    lines = ["| " + " | ".join(r + [""] * (width - len(r))) + " |" for r in rows]
+    width = max(len(r) for r in cleaned)
+    lines = ["| " + " | ".join(r + [""] * (width - len(r))) + " |" for r in cleaned]
     lines.insert(1, "| " + " | ".join(["---"] * width) + " |")
     return "\n".join(lines)
+
+
+def _cell(text: str | None) -> str:
+    if not text:
+        return ""
+    # Private-use characters are icon-font glyphs (flags, bullets): no text to read.
+    text = "".join(ch for ch in text.translate(LIGATURES) if unicodedata.category(ch) != "Co")
+    return re.sub(r"\s+", " ", text).strip().replace("|", "\\|")
 
 
 def _page_breaks(paragraph) -> int:
