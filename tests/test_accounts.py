@@ -499,6 +499,21 @@ def test_a_query_text_is_validated_once_under_the_same_limits(alice, settings, m
     assert "errors" not in alice(query) and len(calls) == 4
 
 
+def test_a_query_text_is_parsed_once_and_a_broken_one_still_gets_its_code(alice):
+    from backend.schema.validation import ParseOnce
+
+    cache = ParseOnce().cached_parse_document
+    query = "query ParsedOnce { me { id } }"
+    assert "errors" not in alice(query)
+    before = cache.cache_info()
+    for _ in range(3):
+        assert alice(query)["data"]["me"]["id"]
+    after = cache.cache_info()
+    assert after.hits - before.hits == 3 and after.misses == before.misses
+    for _ in range(2):  # a syntax error is reported each time, never cached
+        assert error_codes(alice("query Broken { me { id }")) == ["BAD_USER_INPUT"]
+
+
 def test_field_suggestions_are_off(alice):
     result = alice("query { me { emial } }")
     assert error_codes(result) == ["BAD_USER_INPUT"]

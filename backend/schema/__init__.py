@@ -17,7 +17,7 @@ from .checks import OperationChecks, OperationMetrics, SocketCredential
 from .errors import ErrorCodes, TopLevelErrorCode, classify
 from .inputs import UPLOAD
 from .persisted import PersistedQueries, trusted_documents
-from .validation import AliasLimit, DepthLimit, ValidateOnce
+from .validation import AliasLimit, DepthLimit, ParseOnce, ValidateOnce
 from backend.core.codes import ErrorCode
 
 logger = logging.getLogger("backend.graphql")
@@ -50,6 +50,7 @@ def build_schema() -> Schema:
         DepthLimit,
         AliasLimit,
         lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
+        ParseOnce,
         ValidateOnce,
         OperationChecks,  # after ValidateOnce: its refusal must not be taken for a validated document
         DjangoOptimizerExtension,

@@ -1,10 +1,11 @@
-"""Query limits, and validation done once per distinct query.
+"""Query limits, and parsing and validation done once per distinct query.
 
 A client sends the same few operations again and again, and validating a document against the
 schema costs about as much as running a small query. So a query text that passed validation
 under the current rules is not validated again (a bounded LRU of passing texts; a failing one is
 validated every time). The limits are rule classes made once per limit value, so a changed limit
-(settings read for each operation) is a different set of rules and validates afresh.
+(settings read for each operation) is a different set of rules and validates afresh. Parsing
+(0.2-0.4 ms for the app's operations) is cached too (``ParseOnce``).
 """
 
 import threading
@@ -13,7 +14,8 @@ from functools import lru_cache
 from typing import Iterator
 
 from django.conf import settings
-from strawberry.extensions import AddValidationRules, SchemaExtension
+from graphql import GraphQLError
+from strawberry.extensions import AddValidationRules, ParserCache, SchemaExtension
 from strawberry.extensions import max_aliases, query_depth_limiter
 
 
@@ -59,3 +61,24 @@ class ValidateOnce(SchemaExtension):
                 self._passed[key] = None
                 while len(self._passed) > self.MAX_ENTRIES:
                     self._passed.popitem(last=False)
+
+
+class ParseOnce(ParserCache):
+    """strawberry's LRU of parsed documents (keyed by the text and the token limit; nothing
+    mutates a document), for operations that have a text: a persisted query sent by hash alone
+    is left to the usual path, which answers PERSISTED_QUERY_NOT_FOUND; so is a text that does not
+    parse (errors are not cached)."""
+
+    MAX_ENTRIES = 512
+
+    def __init__(self) -> None:
+        super().__init__(maxsize=self.MAX_ENTRIES)
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query is not None:
+            try:
+                context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
+            except GraphQLError:
+                pass  # strawberry's own parse reports it (a syntax error, too many tokens)
+        yield
