@@ -94,6 +94,42 @@ def test_a_changed_file_is_a_new_version_that_reuses_the_vectors_of_unchanged_pa
     assert current and all("porridge" not in e["node"]["text"] for e in current)
 
 
+def test_the_last_ready_version_answers_while_a_new_one_is_processed_and_after_it_fails(alice, monkeypatch):
+    import threading
+
+    from backend.documents import ingest as ingestion
+
+    first = upload(alice, "handbook.md", handbook())["document"]
+    wait()
+    breakfast = "when is breakfast served and what is on the menu?"
+    gate, real = threading.Event(), ingestion._process
+    monkeypatch.setattr(ingestion, "_process", lambda document: gate.wait(30) and real(document))
+    upload(alice, "handbook.md", handbook(Breakfast="Breakfast is now a buffet on the terrace from six until "
+                                                    "eleven, with pastries and eggs."))
+    try:
+        assert node(alice, first["id"])["status"] in ("PENDING", "PROCESSING")
+        # Version 2 is being read: version 1 still answers (before, the document vanished from search).
+        assert "porridge" in titles(alice, breakfast)[0][1]
+    finally:
+        gate.set()
+        wait()
+    assert node(alice, first["id"])["status"] == "READY"
+    assert "buffet on the terrace" in titles(alice, breakfast)[0][1]
+    assert all("porridge" not in text for _, text in titles(alice, breakfast))
+
+    # A version that fails leaves the last good one answering, and says why it failed.
+    upload(alice, "handbook.md", b"\n\n   \n")
+    wait()
+    doc = alice(VERSIONS, {"id": first["id"]})["data"]["node"]
+    assert (doc["version"], doc["status"]) == (3, "FAILED")
+    assert "buffet on the terrace" in titles(alice, breakfast)[0][1]
+    from backend.chats.params import RAG_DEFAULTS
+    from backend.chats.turn import _retrieve
+
+    sources, _ = _retrieve(alice.user, breakfast, [], {**RAG_DEFAULTS, "strategy": "hybrid", "k": 2})
+    assert sources[0]["version"] == 2 and "buffet" in sources[0]["text"]  # cited as the version it quotes
+
+
 def test_an_earlier_version_is_restored_without_embedding_and_the_rules_hold(alice, bob, embedded):
     first = upload(alice, "handbook.md", handbook())["document"]
     wait()

@@ -84,7 +84,7 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
     ranked = engines.retriever().rank(strategy, query, pending.result, where, fetch)
     query_vector = pending.result()
     chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=ranked, collection_id__in=where.collection_ids,
-                                                    document__status=Document.Status.READY, superseded=False)
+                                                    superseded=False)
               .select_related("document").order_by()}
     hits = []
     for cid in ranked:

@@ -62,8 +62,8 @@ def vectors_of(queryset) -> tuple[np.ndarray, np.ndarray]:
     return ids, matrix
 
 
-def _ready_chunks(collection_id: int):
-    return Chunk.objects.filter(collection_id=collection_id, document__status="READY", superseded=False)
+def _searchable_chunks(collection_id: int):
+    return Chunk.objects.filter(collection_id=collection_id, superseded=False)  # what search sees
 
 
 def rebuild(collection_id: int):
@@ -73,7 +73,7 @@ def rebuild(collection_id: int):
     with st.writing(key):
         # Read the version first: the chunks read next are at least as new as it.
         version = Collection.objects.values_list("index_version", flat=True).get(pk=collection_id)
-        ids, matrix = vectors_of(_ready_chunks(collection_id))
+        ids, matrix = vectors_of(_searchable_chunks(collection_id))
         return st.build(key, version, ids, matrix, model=MODEL_NAME, dimension=DIMENSION)
 
 
@@ -101,10 +101,10 @@ def sync(collection_id: int) -> None:
             import faiss
 
             have = set(faiss.vector_to_array(found[0].id_map).tolist())
-            want = set(_ready_chunks(collection_id).values_list("pk", flat=True))
+            want = set(_searchable_chunks(collection_id).values_list("pk", flat=True))
             add, remove = sorted(want - have), sorted(have - want)
             if len(add) + len(remove) <= MAX_DIFF:
-                parts = [vectors_of(_ready_chunks(collection_id).filter(pk__in=add[i:i + 5000]))
+                parts = [vectors_of(_searchable_chunks(collection_id).filter(pk__in=add[i:i + 5000]))
                          for i in range(0, len(add), 5000)]
                 ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
                 matrix = (np.concatenate([p[1] for p in parts]) if parts

@@ -31,9 +31,11 @@ def collections_clause(where: Filter, alias: str = "c") -> tuple[str, list]:
 
 
 def documents_clause(where: Filter) -> tuple[str, list]:
-    """Conditions on ``d`` (the chunk's document): READY and every filter that is set."""
+    """Conditions on ``d`` (the chunk's document): every filter that is set. Not its status: the
+    chunks not superseded are what search sees, the last version that became READY (while a new
+    version is processed, or after it failed, the one before it still answers)."""
     ops = connection.ops
-    clauses, params = ["d.status = %s"], [Document.Status.READY.value]
+    clauses, params = ["1 = 1"], []
     if where.file_types:
         clause, values = in_clause("d.file_type", where.file_types)
         clauses.append(clause)
