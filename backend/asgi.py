@@ -42,6 +42,13 @@ if settings.INGEST_RESUME_ON_START and not settings.CELERY_BROKER_URL:
     from backend.documents.recovery import resume_unfinished
 
     threading.Thread(target=resume_unfinished, name="resume-ingestion", daemon=True).start()
+if settings.WARM_QUERY_ENCODER:  # the first search does not wait for the model to load
+    import threading
+
+    from backend.rag.embeddings import warm_query_encoder
+
+    threading.Thread(target=warm_query_encoder, name="warm-query-encoder", daemon=True).start()
+
 from backend.documents.recovery import start_sweeper  # noqa: E402
 
 start_sweeper()

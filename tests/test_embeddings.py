@@ -72,3 +72,34 @@ def test_texts_of_similar_length_run_together_with_the_same_vectors(tmp_path):
     assert (vectors * reference).sum(axis=1).min() > 0.9999
     # The torch backend groups the same way, with the same vectors.
     assert (torch_model.embed_documents(texts) * reference).sum(axis=1).min() > 0.9999
+
+
+def test_a_web_process_loads_the_query_encoder_as_it_starts(monkeypatch, settings):
+    """asgi.py starts ``warm_query_encoder`` on a thread when WARM_QUERY_ENCODER is on: after it,
+    a search finds the query encoder loaded (a cold first search waited 4-5 s for it)."""
+    import runpy
+    import threading
+
+    from backend.rag import embeddings
+
+    class Encoder:  # stands for the ONNX query encoder (loading the real one is what takes seconds)
+        name = "fake"
+
+        def embed_query(self, text):
+            return np.ones(3, dtype=np.float32)
+
+    made = []
+    split = SplitEmbedder(Encoder(), lambda: made.append(1) or Encoder())
+    monkeypatch.setattr(embeddings, "_embedder", split)
+    started = []
+    real_start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda self: started.append(self) or (
+        real_start(self) if self.name == "warm-query-encoder" or not self.daemon else None))  # no second sweepers
+    settings.WARM_QUERY_ENCODER = True
+    runpy.run_path(str(__import__("pathlib").Path(embeddings.__file__).parents[1] / "asgi.py"))
+    warming = [thread for thread in started if thread.name == "warm-query-encoder"]
+    assert len(warming) == 1
+    warming[0].join(60)
+    assert made == [1] and split._queries is not None
+    split.embed_query("a first search")
+    assert made == [1]  # nothing loaded inside the search

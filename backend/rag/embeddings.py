@@ -280,6 +280,17 @@ class SplitEmbedder:
         return self._query_encoder().embed_query(text)
 
 
+def warm_query_encoder() -> None:
+    """Load the encoders a search needs and run one query through them (a web process calls this
+    on a thread as it starts: otherwise its first search waits seconds for the loading)."""
+    import logging
+
+    try:
+        get_embedder().embed_query("warm up")
+    except Exception:  # noqa: BLE001 - the first search loads it again, or reports why it cannot
+        logging.getLogger(__name__).exception("could not load the query encoder at start")
+
+
 BACKENDS = ("torch", "onnx", "onnx-int8")
 _config = {"backend": "onnx-int8", "query_backend": "onnx", "batch_size": 16, "cache_dir": None, "threads": None,
            "query_threads": 1}
