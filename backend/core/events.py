@@ -6,6 +6,7 @@ any process sees events published by any other process or worker).
 
 import asyncio
 import logging
+import os
 import threading
 
 from asgiref.sync import async_to_sync
@@ -55,13 +56,35 @@ def send_group_now(group: str, event: dict) -> None:
     _group_send(group, {"type": "app.event", **event})
 
 
+_publisher: tuple[int, asyncio.AbstractEventLoop] | None = None
+_publisher_lock = threading.Lock()
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    """A loop of this process's own, on a daemon thread, for sends from threads without a server
+    loop (a Celery worker, a management command). ``async_to_sync`` made a thread and an event loop
+    per send, and channels_redis a Redis connection per loop: per progress event of an ingestion."""
+    global _publisher
+    with _publisher_lock:
+        if _publisher is None or _publisher[0] != os.getpid() or _publisher[1].is_closed():  # a forked worker: anew
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="event-publisher", daemon=True).start()
+            _publisher = (os.getpid(), loop)
+        return _publisher[1]
+
+
 def _group_send(group: str, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        loop = _server_loop
-        if loop is not None and loop.is_running() and threading.get_ident() != getattr(loop, "_thread_id", None):
+        loop = server_loop()
+        if loop is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                loop = _publisher_loop()
+        if loop is not None and threading.get_ident() != getattr(loop, "_thread_id", None):
             asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=10)
         else:
             async_to_sync(layer.group_send)(group, message)

@@ -1,0 +1,50 @@
+"""Events sent from threads without a server loop (a Celery worker, the task runner before any
+socket connected) go through one long-lived loop of the process, not a new thread and event
+loop per event (with Redis, a new connection per event)."""
+
+import asyncio
+import threading
+
+from backend.core import events
+
+
+class Layer:
+    def __init__(self):
+        self.sent = []
+
+    async def group_send(self, group, message):
+        self.sent.append((group, message["kind"], id(asyncio.get_running_loop()), threading.current_thread().name))
+
+
+def test_events_from_worker_threads_share_one_loop_and_arrive_in_order(monkeypatch):
+    layer = Layer()
+    monkeypatch.setattr(events, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(events, "_server_loop", None)
+    before = threading.active_count()
+
+    def worker(n):
+        for i in range(5):
+            events.send_group_now("collection.1", {"kind": f"{n}-{i}"})
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(layer.sent) == 15
+    assert len({loop for _, _, loop, _ in layer.sent}) == 1  # one loop for every send
+    assert {name for *_, name in layer.sent} == {"event-publisher"}
+    for n in range(3):  # each thread's events in the order it sent them
+        assert [kind for _, kind, _, _ in layer.sent if kind.startswith(f"{n}-")] == [f"{n}-{i}" for i in range(5)]
+    assert threading.active_count() <= before + 1  # the publisher, made once
+
+
+def test_a_broken_layer_does_not_break_the_sender(monkeypatch, caplog):
+    class Broken:
+        async def group_send(self, group, message):
+            raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(events, "get_channel_layer", lambda: Broken())
+    monkeypatch.setattr(events, "_server_loop", None)
+    events.send_group_now("collection.1", {"kind": "DOCUMENT"})  # no exception
+    assert "could not publish DOCUMENT" in caplog.text
