@@ -318,6 +318,7 @@ OCR_MAX_PAGES = env_int("OCR_MAX_PAGES", 50)  # pages one document may have read
 OCR_PAGE_TIMEOUT = float(env("OCR_PAGE_TIMEOUT", "30"))  # seconds per page
 OCR_TIME_BUDGET = float(env("OCR_TIME_BUDGET", "300"))  # seconds of OCR per document, beyond the parse timeout
 OCR_DPI = env_int("OCR_DPI", 200)
+OCR_WORKERS = env_int("OCR_WORKERS", 0)  # a scan's pages read side by side in this many processes; 0: one per core
 KB_ARCHIVE_MAX_BYTES = env_int("KB_ARCHIVE_MAX_BYTES", 512 * 1024 * 1024)  # a knowledge-base archive, inflated
 CHUNK_SIZE = env_int("CHUNK_SIZE", 1000)
 CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150)

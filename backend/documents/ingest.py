@@ -74,7 +74,7 @@ def ocr_options() -> ocr.OcrOptions | None:
         return None
     return ocr.OcrOptions(languages=settings.OCR_LANGUAGES, max_pages=settings.OCR_MAX_PAGES,
                           page_timeout=settings.OCR_PAGE_TIMEOUT, time_budget=settings.OCR_TIME_BUDGET,
-                          dpi=settings.OCR_DPI)
+                          dpi=settings.OCR_DPI, workers=settings.OCR_WORKERS)
 
 
 @task("documents.ingest")

@@ -23,6 +23,7 @@ class OcrOptions:
     time_budget: float = 300.0  # seconds for all the pages of one document
     dpi: int = 200  # PDF pages are rendered at this resolution
     max_pixels: int = 60_000_000  # an image (or rendered page) larger than this is refused, not decoded
+    workers: int = 0  # a scan's pages read side by side in this many processes (0: one per core)
     started: float = field(default_factory=time.monotonic)
     pages_read: int = 0
 
