@@ -48,6 +48,7 @@ def test_streaming(tmp_path):
     assert record["websocket"]["first_token"]["n"] == 2
     assert record["resume"]["exact"] == record["resume"]["clients"] == 3
     assert record["retries"]["duplicated"] == 0 and record["retries"]["subscriptions"] == 20
+    assert record["provider_alone_paced"]["clients"] == 5
 
 
 def test_load(tmp_path):
@@ -56,3 +57,16 @@ def test_load(tmp_path):
     assert search["traffic"] == "search" and set(search["requests_per_s"]) == {"search"}
     assert mixed["http_500"] == 0 and mixed["internal"] == 0
     assert 0 < record["peak_client_connections"] <= record["connection_bound"]
+
+
+def test_ocr(tmp_path):
+    import shutil
+
+    import pytest
+
+    if shutil.which("tesseract") is None:
+        pytest.skip("Tesseract is not installed (the test command installs it)")
+    record = run("ocr", tmp_path)
+    assert record["same_text"] is True
+    for figures in record["runs"].values():
+        assert figures["pages_read"] == 2 and figures["characters"] > 1000
