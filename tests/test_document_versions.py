@@ -130,6 +130,59 @@ def test_the_last_ready_version_answers_while_a_new_one_is_processed_and_after_i
     assert sources[0]["version"] == 2 and "buffet" in sources[0]["text"]  # cited as the version it quotes
 
 
+def keyword_frequency(stem: str) -> int:
+    """How many chunks keyword search counts as holding ``stem`` (BM25's document frequency; on
+    PostgreSQL, in the collections that exist: a flushed test database leaves others' counts)."""
+    from django.db import connection
+
+    from backend.documents.engines.schema import FTS_VOCAB, STATS_TABLE
+    from backend.documents.models import Collection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"SELECT coalesce(sum(doc), 0) FROM {FTS_VOCAB} WHERE term = %s", [stem])
+        else:
+            ids = list(Collection.objects.values_list("pk", flat=True))
+            cursor.execute(f"SELECT coalesce(sum(df), 0) FROM {STATS_TABLE} WHERE lexeme = %s "
+                           "AND collection_id = ANY(%s)", [stem, ids])
+        return int(cursor.fetchone()[0])
+
+
+def test_an_earlier_versions_words_count_in_no_keyword_statistics(alice):
+    from django.db import connection
+
+    from backend.documents.engines import schema
+
+    first = upload(alice, "handbook.md", handbook())["document"]
+    wait()
+    assert keyword_frequency("porridg") == 1 and keyword_frequency("buffet") == 0
+    upload(alice, "handbook.md", handbook(Breakfast="Breakfast is now a buffet on the terrace from six until eleven, "
+                                                    "with pastries and eggs."))
+    wait()
+    # Version 1's chunk is kept (old answers cite it) but no longer counts: BM25 scores the
+    # current text against the current corpus, as if the document had only ever had version 2.
+    assert keyword_frequency("porridg") == 0 and keyword_frequency("buffet") == 1
+    assert keyword_frequency("rooftop") == 1  # an unchanged passage: counted once, not twice
+    schema.ensure(connection)  # every migrate runs it again: the counts stay
+    assert (keyword_frequency("porridg"), keyword_frequency("rooftop")) == (0, 1)
+    # A database indexed before this rule (every version counted) is recounted by its next migrate.
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            table = schema.FTS_TABLE
+            cursor.execute(f"DROP TRIGGER {table}_insert")
+            cursor.execute(f"CREATE TRIGGER {table}_insert AFTER INSERT ON documents_chunk BEGIN "
+                           f"INSERT INTO {table}(rowid, text) VALUES (new.id, new.text); END")
+            cursor.execute(f"INSERT INTO {table}({table}) VALUES ('rebuild')")
+        else:
+            cursor.execute(schema._stats_function(versions=False))
+            cursor.execute(f"UPDATE {schema.STATS_TABLE} SET df = df + 1 WHERE lexeme = 'porridg'")
+    assert keyword_frequency("porridg") == 1
+    schema.ensure(connection)
+    assert (keyword_frequency("porridg"), keyword_frequency("buffet"), keyword_frequency("rooftop")) == (0, 1, 1)
+    alice("mutation($id: ID!) { deleteDocument(id: $id) { __typename } }", {"id": first["id"]})
+    assert keyword_frequency("rooftop") == keyword_frequency("buffet") == 0
+
+
 def test_an_earlier_version_is_restored_without_embedding_and_the_rules_hold(alice, bob, embedded):
     first = upload(alice, "handbook.md", handbook())["document"]
     wait()

@@ -133,7 +133,7 @@ class PgKeywords(KeywordIndex):
             clause, params = sql.in_clause("collection_id", missing)
             with connection.cursor() as cursor:
                 cursor.execute(f"SELECT collection_id, count(*), coalesce(sum(token_count), 0) FROM {chunk} "
-                               f"WHERE {clause} GROUP BY collection_id", params)
+                               f"WHERE {clause} AND NOT superseded GROUP BY collection_id", params)
                 found = {cid: (n, tokens) for cid, n, tokens in cursor.fetchall()}
             if len(self._stats) > 10_000:
                 self._stats.clear()

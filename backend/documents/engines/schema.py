@@ -21,23 +21,35 @@ TEXT_CONFIG = "english"
 
 
 def _sqlite(cursor) -> None:
-    cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s", [f"{FTS_TABLE}_%"])
-    triggers = {name for (name,) in cursor.fetchall()}
+    cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s", [f"{FTS_TABLE}_%"])
+    triggers = dict(cursor.fetchall())
     # The vocabulary table reads the FTS table when queried, so it may be declared before it.
     cursor.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_VOCAB} USING fts5vocab({FTS_TABLE}, 'row')")
+    cursor.execute("SELECT name FROM pragma_table_info('documents_chunk')")
+    versions = "superseded" in {name for (name,) in cursor.fetchall()}  # from migration 0006 on
     cursor.execute("SELECT 1 FROM sqlite_master WHERE name = %s", [FTS_TABLE])
-    if cursor.fetchone() and len(triggers) == 3:
+    if cursor.fetchone() and len(triggers) == 3 and all(("superseded" in (sql or "")) == versions
+                                                        for sql in triggers.values()):
         return
+    for name in triggers:  # older triggers indexed earlier versions' chunks too
+        cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
     cursor.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5(text, content='documents_chunk', "
                    "content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')")
-    cursor.execute(f"CREATE TRIGGER IF NOT EXISTS {FTS_TABLE}_insert AFTER INSERT ON documents_chunk BEGIN "
-                   f"INSERT INTO {FTS_TABLE}(rowid, text) VALUES (new.id, new.text); END")
-    cursor.execute(f"CREATE TRIGGER IF NOT EXISTS {FTS_TABLE}_delete AFTER DELETE ON documents_chunk BEGIN "
-                   f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, text) VALUES ('delete', old.id, old.text); END")
-    cursor.execute(f"CREATE TRIGGER IF NOT EXISTS {FTS_TABLE}_update AFTER UPDATE OF text ON documents_chunk BEGIN "
-                   f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, text) VALUES ('delete', old.id, old.text); "
-                   f"INSERT INTO {FTS_TABLE}(rowid, text) VALUES (new.id, new.text); END")
-    cursor.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")
+    # Only the chunks search sees are indexed: a superseded version's chunks would count in every
+    # term's document frequency and in the corpus's size and mean length (BM25's statistics).
+    old, new = ("old.superseded = 0", "new.superseded = 0") if versions else ("1", "1")
+    cursor.execute(f"CREATE TRIGGER {FTS_TABLE}_insert AFTER INSERT ON documents_chunk WHEN {new} "
+                   f"BEGIN INSERT INTO {FTS_TABLE}(rowid, text) VALUES (new.id, new.text); END")
+    cursor.execute(f"CREATE TRIGGER {FTS_TABLE}_delete AFTER DELETE ON documents_chunk WHEN {old} "
+                   f"BEGIN INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, text) VALUES ('delete', old.id, old.text); END")
+    cursor.execute(f"CREATE TRIGGER {FTS_TABLE}_update AFTER UPDATE OF text{', superseded' if versions else ''} "
+                   f"ON documents_chunk BEGIN "
+                   f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, text) SELECT 'delete', old.id, old.text WHERE {old}; "
+                   f"INSERT INTO {FTS_TABLE}(rowid, text) SELECT new.id, new.text WHERE {new}; END")
+    cursor.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")  # every row of the table,
+    if versions:  # then the superseded ones out again
+        cursor.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, text) SELECT 'delete', id, text "
+                       "FROM documents_chunk WHERE superseded = 1")
 
 
 def has_vector_extension(cursor) -> bool:
@@ -76,7 +88,13 @@ def add_vector_column(connection) -> bool:
 # counting postings (the count of a common word is most of the work of a search). Rows are
 # upserted in (collection, lexeme) order, so concurrent writers lock them in one order.
 STATS_TABLE = "documents_keyword_stats"
-_STATS_FUNCTION = f"""
+def _stats_function(versions: bool) -> str:
+    """The trigger function; with ``versions`` (migration 0006 on), superseded chunks count in no
+    frequency: they are never searched."""
+    live_o, live_w = ("NOT o.superseded AND ", "NOT w.superseded AND ") if versions else ("", "")
+    moved = " OR o.superseded <> w.superseded" if versions else ""
+    live = "WHERE NOT superseded " if versions else ""
+    return f"""
 CREATE OR REPLACE FUNCTION {STATS_TABLE}_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'UPDATE' THEN
@@ -84,22 +102,22 @@ BEGIN
       SELECT collection_id, lexeme, sum(n) FROM (
         SELECT o.collection_id, l.lexeme, -1 AS n FROM old_rows o JOIN new_rows w ON w.id = o.id,
                unnest(tsvector_to_array(o.{TSV_COLUMN})) AS l(lexeme)
-         WHERE o.collection_id <> w.collection_id OR o.{TSV_COLUMN} <> w.{TSV_COLUMN}
+         WHERE {live_o}(o.collection_id <> w.collection_id OR o.{TSV_COLUMN} <> w.{TSV_COLUMN}{moved})
         UNION ALL
         SELECT w.collection_id, l.lexeme, 1 FROM old_rows o JOIN new_rows w ON w.id = o.id,
                unnest(tsvector_to_array(w.{TSV_COLUMN})) AS l(lexeme)
-         WHERE o.collection_id <> w.collection_id OR o.{TSV_COLUMN} <> w.{TSV_COLUMN}) AS d
+         WHERE {live_w}(o.collection_id <> w.collection_id OR o.{TSV_COLUMN} <> w.{TSV_COLUMN}{moved})) AS d
       GROUP BY collection_id, lexeme HAVING sum(n) <> 0 ORDER BY collection_id, lexeme
     ON CONFLICT (collection_id, lexeme) DO UPDATE SET df = s.df + excluded.df;
   ELSIF TG_OP = 'INSERT' THEN
     INSERT INTO {STATS_TABLE} AS s (collection_id, lexeme, df)
       SELECT collection_id, lexeme, count(*) FROM new_rows, unnest(tsvector_to_array({TSV_COLUMN})) AS l(lexeme)
-      GROUP BY collection_id, lexeme ORDER BY collection_id, lexeme
+      {live}GROUP BY collection_id, lexeme ORDER BY collection_id, lexeme
     ON CONFLICT (collection_id, lexeme) DO UPDATE SET df = s.df + excluded.df;
   ELSE
     INSERT INTO {STATS_TABLE} AS s (collection_id, lexeme, df)
       SELECT collection_id, lexeme, -count(*) FROM old_rows, unnest(tsvector_to_array({TSV_COLUMN})) AS l(lexeme)
-      GROUP BY collection_id, lexeme ORDER BY collection_id, lexeme
+      {live}GROUP BY collection_id, lexeme ORDER BY collection_id, lexeme
     ON CONFLICT (collection_id, lexeme) DO UPDATE SET df = s.df + excluded.df;
   END IF;
   RETURN NULL;
@@ -109,19 +127,28 @@ END $$"""
 def _keyword_stats(cursor) -> None:
     cursor.execute("SELECT to_regclass(%s)", [STATS_TABLE])
     exists = cursor.fetchone()[0] is not None
+    cursor.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'documents_chunk' "
+                   "AND column_name = 'superseded' AND table_schema = current_schema()")
+    versions = cursor.fetchone() is not None
+    cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", [f"{STATS_TABLE}_change"])
+    function = cursor.fetchone()
+    # Counted by a function that knew no versions: earlier versions' chunks are in the counts.
+    stale = exists and versions and (function is None or "superseded" not in function[0])
     cursor.execute(f"CREATE TABLE IF NOT EXISTS {STATS_TABLE} (collection_id bigint NOT NULL, lexeme text NOT NULL, "
                    "df bigint NOT NULL, PRIMARY KEY (collection_id, lexeme))")
-    cursor.execute(_STATS_FUNCTION)
+    cursor.execute(_stats_function(versions))
     for event, tables in (("INSERT", "NEW TABLE AS new_rows"), ("DELETE", "OLD TABLE AS old_rows"),
                           ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows")):
         name = f"{STATS_TABLE}_{event.lower()}"
         cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON documents_chunk")
         cursor.execute(f"CREATE TRIGGER {name} AFTER {event} ON documents_chunk REFERENCING {tables} "
                        f"FOR EACH STATEMENT EXECUTE FUNCTION {STATS_TABLE}_change()")
-    if not exists:  # chunks written before the table: count them once
+    if stale:
+        cursor.execute(f"DELETE FROM {STATS_TABLE}")
+    if not exists or stale:  # chunks written before the table (or counted by the older function): once
         cursor.execute(f"INSERT INTO {STATS_TABLE} (collection_id, lexeme, df) SELECT collection_id, lexeme, count(*) "
                        f"FROM documents_chunk, unnest(tsvector_to_array({TSV_COLUMN})) AS l(lexeme) "
-                       "GROUP BY collection_id, lexeme")
+                       f"{'WHERE NOT superseded ' if versions else ''}GROUP BY collection_id, lexeme")
 
 
 def _postgresql(connection) -> None:
