@@ -42,12 +42,10 @@ if settings.INGEST_RESUME_ON_START and not settings.CELERY_BROKER_URL:
     from backend.documents.recovery import resume_unfinished
 
     threading.Thread(target=resume_unfinished, name="resume-ingestion", daemon=True).start()
-if settings.WARM_QUERY_ENCODER:  # the first search does not wait for the model to load
-    import threading
+if settings.WARM_QUERY_ENCODER:  # the first search does not wait for the model to load (/readyz: 503 meanwhile)
+    from backend.rag.embeddings import warm_in_background
 
-    from backend.rag.embeddings import warm_query_encoder
-
-    threading.Thread(target=warm_query_encoder, name="warm-query-encoder", daemon=True).start()
+    warm_in_background()
 
 from backend.documents.recovery import start_sweeper  # noqa: E402
 

@@ -149,15 +149,19 @@ class Daphne:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "backend.asgi:application"],
             cwd=ROOT, env=bench_env(data_dir, **extra_env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(600):
+        body = ""
+        for _ in range(600):  # ready: up, and done loading the query encoder (measured warm, as served)
             if self.process.poll() is not None:
                 raise RuntimeError(f"daphne exited with {self.process.returncode}")
             try:
-                httpx.get(f"{self.http}/healthz", timeout=5)
-                return
+                response = httpx.get(f"{self.http}/readyz", timeout=5)
+                if response.status_code == 200:
+                    return
+                body = response.text
             except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("daphne did not start")
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"daphne did not become ready: {body[:500]}")
 
     @property
     def pid(self) -> int:

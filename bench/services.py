@@ -229,8 +229,26 @@ def app_env(data_dir: Path, **extra) -> dict:
 
 def daphne(data_dir: Path, log: Path, **extra) -> AppProcess:
     port = free_port()
-    return AppProcess([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "backend.asgi:application"],
-                      app_env(data_dir, **extra), log, port=port)
+    web = AppProcess([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "backend.asgi:application"],
+                     app_env(data_dir, **extra), log, port=port)
+    wait_warm(web.http)
+    return web
+
+
+def wait_warm(http: str, timeout: float = 120) -> None:
+    """Until the process has loaded its query encoder (readiness says "warming" meanwhile), as a
+    load balancer waits before sending it traffic."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            checks = httpx.get(f"{http}/readyz", timeout=10).json().get("checks", {})
+            if not checks.get("embedding_model", {}).get("warming"):
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.2)
 
 
 def celery_worker(data_dir: Path, log: Path, **extra) -> AppProcess:

@@ -100,6 +100,7 @@ def test_a_web_process_loads_the_query_encoder_as_it_starts(monkeypatch, setting
     warming = [thread for thread in started if thread.name == "warm-query-encoder"]
     assert len(warming) == 1
     warming[0].join(60)
+    assert not embeddings.warming()  # readiness no longer waits
     assert made == [1] and split._queries is not None
     split.embed_query("a first search")
     assert made == [1]  # nothing loaded inside the search

@@ -71,6 +71,22 @@ def test_healthz_says_when_a_part_is_down(client, monkeypatch):
     assert response.json()["checks"]["database"] == {"ok": False, "error": "ConnectionError"}
 
 
+@pytest.mark.django_db
+def test_a_web_process_is_not_ready_while_it_loads_the_query_encoder(client):
+    """A load balancer sends no search to a process still loading its model (seconds at start)."""
+    from backend.rag import embeddings
+
+    embeddings._warming.set()
+    try:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["embedding_model"]["warming"] is True
+    finally:
+        embeddings._warming.clear()
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/livez").status_code == 200  # alive all along: no restart for a warm-up
+
+
 def _manage(env_overrides, *args):
     env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ENV",
                                                             "BEHIND_TLS_PROXY"}}

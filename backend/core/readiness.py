@@ -1,4 +1,5 @@
-"""Readiness of the embedding model: known without loading it (loading takes seconds)."""
+"""Readiness of the embedding model: known without loading it (loading takes seconds); not ready
+while a web process is loading it as it starts (WARM_QUERY_ENCODER)."""
 
 import importlib.util
 from pathlib import Path
@@ -16,6 +17,8 @@ def embedding_status() -> dict:
         from backend.rag import embeddings
 
         status["loaded"] = embeddings.is_loaded()
+        if embeddings.warming():  # a web process loading it as it starts: no traffic until it is done
+            status.update(ok=False, warming=True)
     except ImportError:
         status["loaded"] = False
     return status

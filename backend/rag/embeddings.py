@@ -280,15 +280,33 @@ class SplitEmbedder:
         return self._query_encoder().embed_query(text)
 
 
+_warming = threading.Event()  # set while a warm-up runs: readiness says "warming" meanwhile
+
+
 def warm_query_encoder() -> None:
     """Load the encoders a search needs and run one query through them (a web process calls this
     on a thread as it starts: otherwise its first search waits seconds for the loading)."""
     import logging
 
+    _warming.set()
     try:
         get_embedder().embed_query("warm up")
     except Exception:  # noqa: BLE001 - the first search loads it again, or reports why it cannot
         logging.getLogger(__name__).exception("could not load the query encoder at start")
+    finally:
+        _warming.clear()
+
+
+def warm_in_background() -> threading.Thread:
+    """``warm_query_encoder`` on a daemon thread; ``warming()`` is true from now until it ends."""
+    _warming.set()
+    thread = threading.Thread(target=warm_query_encoder, name="warm-query-encoder", daemon=True)
+    thread.start()
+    return thread
+
+
+def warming() -> bool:
+    return _warming.is_set()
 
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
