@@ -32,14 +32,19 @@ def docx_with_table() -> bytes:
     return buffer.getvalue()
 
 
-def test_a_docx_table_becomes_markdown_rows_in_one_chunk_search_can_cite(alice):
-    doc = upload(alice, "ferries.docx", docx_with_table())["document"]
+def one_table(client, name: str, data: bytes) -> tuple[dict, list[str]]:
+    """The document ``data`` becomes once READY, and the lines of its one table chunk."""
+    doc = upload(client, name, data)["document"]
     wait()
-    doc = node(alice, doc["id"])
+    doc = node(client, doc["id"])
     assert doc["status"] == "READY", doc
     tables = [e["node"] for e in doc["chunks"]["edges"] if e["node"]["section"].endswith("table")]
     assert len(tables) == 1
-    lines = tables[0]["text"].splitlines()
+    return doc, tables[0]["text"].splitlines()
+
+
+def test_a_docx_table_becomes_markdown_rows_in_one_chunk_search_can_cite(alice):
+    _, lines = one_table(alice, "ferries.docx", docx_with_table())
     header = lines.index("| Departure | Arrival | Vessel |")
     assert lines[header + 1] == "| --- | --- | --- |" and "| 12:40 | 13:30 | Sea Lark |" in lines
     hits = alice(SEARCH, {"q": "which vessel leaves at 12:40?"})["data"]["searchDocuments"]
@@ -48,13 +53,7 @@ def test_a_docx_table_becomes_markdown_rows_in_one_chunk_search_can_cite(alice):
 
 def test_a_pdf_table_becomes_markdown_rows_with_its_columns_and_search_cites_it(alice):
     """A Google Docs export: pdfium alone gave the cells as a run of words, the columns lost."""
-    doc = upload(alice, "countries.pdf", (CORPUS / "pdf" / "google-doc-document.pdf").read_bytes())["document"]
-    wait()
-    doc = node(alice, doc["id"])
-    assert doc["status"] == "READY", doc
-    tables = [e["node"] for e in doc["chunks"]["edges"] if e["node"]["section"].endswith("table")]
-    assert len(tables) == 1
-    lines = tables[0]["text"].splitlines()
+    doc, lines = one_table(alice, "countries.pdf", (CORPUS / "pdf" / "google-doc-document.pdf").read_bytes())
     header = lines.index("|  | Indonesia | Germany | Austria | France | Vatican |")
     assert lines[header + 1] == "| --- | --- | --- | --- | --- | --- |"
     assert "| Capital | Jakarta | Berlin | Vienna | Paris | Vatican City |" in lines
