@@ -90,3 +90,13 @@ def test_code_stays_whole_with_its_language_and_long_tables_repeat_their_header(
     assert sum(len([r for r in c.text.splitlines() if r.startswith("| plan ")]) for c in table_chunks) == 80
     for c in chunks:  # offsets still point at the text, pieces of a long block at their first line
         assert markdown[c.char_start:].startswith(c.text.split("\n", 1)[0])
+
+
+def test_table_finding_stops_at_its_time_budget_and_the_page_keeps_its_text(monkeypatch):
+    from backend.rag import pdf_tables
+    from backend.rag.pdf import text_layer
+
+    monkeypatch.setattr(pdf_tables, "TIME_BUDGET", 0.0)
+    extracted = text_layer((CORPUS / "pdf" / "google-doc-document.pdf").read_bytes(), 100)
+    assert "table_pages" not in extracted.metadata and "| Capital |" not in extracted.pages[0][1]
+    assert "Jakarta" in extracted.pages[0][1] and "Readability counts." in extracted.pages[0][1]

@@ -9,11 +9,12 @@ table with its columns, as for DOCX tables.
 
 pdfplumber is slow (it parses the page's content stream in Python), so it only reads pages that can
 hold a ruled table: pdfium first counts the line segments a page draws (a text-only page has none),
-and at most MAX_PAGES pages of a file are examined.
+and at most MAX_PAGES pages of a file, for at most TIME_BUDGET seconds, are examined.
 """
 
 import io
 import logging
+import time
 
 from .loaders import LIGATURES, markdown_rows
 
@@ -21,6 +22,7 @@ logging.getLogger("pdfminer").setLevel(logging.ERROR)  # a font without metrics 
 
 MIN_SEGMENTS = 8  # the path segments of four lines: fewer cannot rule a table of two rows and columns
 MAX_PAGES = 300
+TIME_BUDGET = 30.0  # seconds of table finding per file; later pages keep pdfium's text (the parse has 120 s)
 
 
 def candidate_pages(document) -> list[int]:
@@ -55,12 +57,20 @@ def pages_with_tables(data: bytes, indexes: list[int]) -> dict[int, str]:
         pdf = pdfplumber.open(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - pdfminer cannot read it: pdfium's text stays
         return {}
+    deadline = time.monotonic() + TIME_BUDGET
     with pdf:
         for index in indexes:
+            if time.monotonic() >= deadline:
+                break
+            page = None
             try:
-                text = _page_text(pdf.pages[index])
+                page = pdf.pages[index]
+                text = _page_text(page)
             except Exception:  # noqa: BLE001 - one page pdfminer cannot read keeps pdfium's text
                 continue
+            finally:
+                if page is not None:
+                    page.close()  # its parsed objects: a long file's pages are not all kept in memory
             if text is not None:
                 texts[index] = text
     return texts
