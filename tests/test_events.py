@@ -48,3 +48,14 @@ def test_a_broken_layer_does_not_break_the_sender(monkeypatch, caplog):
     monkeypatch.setattr(events, "_server_loop", None)
     events.send_group_now("collection.1", {"kind": "DOCUMENT"})  # no exception
     assert "could not publish DOCUMENT" in caplog.text
+
+
+async def test_an_event_sent_from_a_loops_own_thread_goes_out_without_blocking_it(monkeypatch):
+    """Before, this path went through async_to_sync, which refuses to run on a loop's thread:
+    the event was lost (logged)."""
+    layer = Layer()
+    monkeypatch.setattr(events, "get_channel_layer", lambda: layer)
+    events.send_group_now("collection.1", {"kind": "DOCUMENT"})
+    await asyncio.sleep(0)
+    assert [(group, kind) for group, kind, *_ in layer.sent] == [("collection.1", "DOCUMENT")]
+    assert layer.sent[0][2] == id(asyncio.get_running_loop())

@@ -9,7 +9,6 @@ import logging
 import os
 import threading
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -77,19 +76,21 @@ def _group_send(group: str, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    what = message.get("kind") or message["type"]
     try:
-        loop = server_loop()
-        if loop is None:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                loop = _publisher_loop()
-        if loop is not None and threading.get_ident() != getattr(loop, "_thread_id", None):
-            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=10)
-        else:
-            async_to_sync(layer.group_send)(group, message)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:  # called on a loop's own thread: sent from it, without blocking it
+            task = running.create_task(layer.group_send(group, message))
+            task.add_done_callback(lambda done: done.cancelled() or done.exception() is None or logger.error(
+                "could not publish %s to %s", what, group, exc_info=done.exception()))
+            return
+        loop = server_loop() or _publisher_loop()
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=10)
     except Exception:  # a broken layer must never break the operation that committed
-        logger.exception("could not publish %s to %s", message.get("kind") or message["type"], group)
+        logger.exception("could not publish %s to %s", what, group)
 
 
 def publish_group(group: str, event: dict) -> None:
