@@ -62,14 +62,14 @@ class Fts5Keywords(KeywordIndex):
         return {w: int(found.get(stem, 0)) for w, stem in stems.items()}
 
     def _query(self, match: str, where: Filter, limit: int | None) -> list[tuple[int, float]]:
-        chunk, document = sql.tables()
+        chunk, _ = sql.tables()
         clause, params = sql.where_clause(where)
         tail = "ORDER BY rank, c.id LIMIT %s" if limit else ""
         with connection.cursor() as cursor:
             # CROSS JOIN keeps the FTS table outermost: SQLite would otherwise start from the chunks
             # of the collection and run the match once per chunk (seconds instead of milliseconds).
             cursor.execute(f"SELECT c.id, bm25({FTS_TABLE}) AS rank FROM {FTS_TABLE} CROSS JOIN {chunk} c "
-                           f"ON c.id = {FTS_TABLE}.rowid CROSS JOIN {document} d ON d.id = c.document_id "
+                           f"ON c.id = {FTS_TABLE}.rowid {sql.document_join(where, cross=True)} "
                            f"WHERE {FTS_TABLE} MATCH %s AND {clause} {tail}",
                            [match, *params, *([limit] if limit else [])])
             return [(int(i), -float(rank)) for i, rank in cursor.fetchall()]
@@ -160,7 +160,7 @@ class PgKeywords(KeywordIndex):
     def _score(self, essential: list[str], idfs: dict[str, float], avgdl: float, k: int, where: Filter) -> Ranking:
         """BM25 of the chunks holding an essential term: every term's idf, presence first, then
         exact term frequencies for the best 4k."""
-        chunk, document = sql.tables()
+        chunk, _ = sql.tables()
         clause, params = sql.where_clause(where)
         norm = f"{K1 + 1} / (1 + {K1} * ({1 - B} + {B} * cand.len / %(avgdl)s))"
         with connection.cursor() as cursor:
@@ -170,7 +170,7 @@ class PgKeywords(KeywordIndex):
                       FROM unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf)),
                     cand AS MATERIALIZED (
                       SELECT c.id, c.token_count AS len, c.{TSV_COLUMN} AS v
-                      FROM {chunk} c JOIN {document} d ON d.id = c.document_id
+                      FROM {chunk} c {sql.document_join(where)}
                       WHERE {clause % tuple(f"%(p{i})s" for i in range(len(params)))} AND c.{TSV_COLUMN} @@
                         (SELECT string_agg(quote_literal(x), ' | ')::tsquery FROM unnest(%(essential)s::text[]) AS x)),
                     rough AS (

@@ -45,14 +45,14 @@ class PgVectors(VectorIndex):
         """Nothing to do: the vectors are columns of the deleted rows."""
 
     def _query(self, vector, k: int, where: Filter, exact: bool) -> Ranking:
-        chunk, document = sql.tables()
+        chunk, _ = sql.tables()
         clause, params = sql.where_clause(where)
         q = literal(vector)
         # ``+ 0`` hides the ordering from the HNSW index: the planner scans the filtered rows exactly.
         order = f"(c.{VECTOR_COLUMN} <#> %s::vector)" + (" + 0" if exact else "")
         with connection.cursor() as cursor:  # hnsw.* settings: the connection's (settings.py)
             cursor.execute(f"SELECT c.id, -(c.{VECTOR_COLUMN} <#> %s::vector) FROM {chunk} c "
-                           f"JOIN {document} d ON d.id = c.document_id WHERE {clause} "
+                           f"{sql.document_join(where)} WHERE {clause} "
                            f"AND c.{VECTOR_COLUMN} IS NOT NULL ORDER BY {order} LIMIT %s", [q, *params, q, k])
             rows = cursor.fetchall()
         return sorted(((int(i), float(s)) for i, s in rows), key=lambda item: -item[1])

@@ -62,8 +62,22 @@ def documents_clause(where: Filter) -> tuple[str, list]:
     return " AND ".join(clauses), params
 
 
+def filters_documents(where: Filter) -> bool:
+    """Does ``where`` test the chunks' documents (else the chunks' own columns answer it)?"""
+    return bool(where.file_types or where.document_ids or where.created_after or where.created_before or where.tags)
+
+
+def document_join(where: Filter, cross: bool = False) -> str:
+    """The join to ``d`` that ``where_clause`` needs after ``chunk c``, or nothing: a search without
+    document filters reads no document row (an index lookup per candidate chunk otherwise)."""
+    if not filters_documents(where):
+        return ""
+    _, document = tables()
+    return f"{'CROSS ' if cross else ''}JOIN {document} d ON d.id = c.document_id"
+
+
 def where_clause(where: Filter) -> tuple[str, list]:
-    """Everything ``where`` asks, for ``FROM chunk c JOIN document d ON d.id = c.document_id``."""
+    """Everything ``where`` asks, for ``FROM chunk c`` and ``document_join(where)``."""
     first, params = collections_clause(where)
     second, more = documents_clause(where)
     # Chunks of a document's earlier versions are kept (old answers cite them), never searched.
