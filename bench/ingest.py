@@ -43,6 +43,21 @@ def default_files(abstracts: int) -> list[Path]:
     return files + sorted(folder.glob("*.txt"))
 
 
+def long_pdf(pages: int) -> list[Path]:
+    """A text PDF of ``pages`` pages, three SciFact abstracts each (unique prose, ~3,400 characters a page)."""
+    import json
+    import tempfile
+
+    from bench.pdfwriter import text_pdf
+
+    with open(EVAL / "scifact" / "corpus.jsonl") as lines:
+        abstracts = [json.loads(line) for _, line in zip(range(3 * pages), lines)]
+    texts = ["\n".join(f"{a['title']}. {a['text'][:1100]}" for a in abstracts[i:i + 3]) for i in range(0, 3 * pages, 3)]
+    path = Path(tempfile.mkdtemp(prefix="bench-ingest-")) / f"scifact-{pages}-pages.pdf"
+    path.write_bytes(text_pdf(texts))
+    return [path]
+
+
 def project_round(user, files: list[Path]) -> dict:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -100,11 +115,13 @@ def main():
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--abstracts", type=int, default=200, help="SciFact abstracts added as TXT files")
     p.add_argument("--files", nargs="*", type=Path)
+    p.add_argument("--long-pdf", type=int, default=0, metavar="PAGES",
+                   help="instead of the default set: one text PDF of this many pages of SciFact abstracts")
     p.add_argument("--backend", default="onnx-int8", choices=["torch", "onnx", "onnx-int8"],
                    help="the project's EMBEDDING_BACKEND (default: the settings' default)")
     p.add_argument("--workers", type=int, default=0, help="TASK_WORKERS (default: the settings' default)")
     args = p.parse_args()
-    files = args.files or default_files(3 if args.smoke else args.abstracts)
+    files = args.files or (long_pdf(args.long_pdf) if args.long_pdf else default_files(3 if args.smoke else args.abstracts))
     rounds = args.rounds
     if args.smoke:
         files, rounds = [f for f in files if f.suffix == ".pdf"][:1] + [f for f in files if f.suffix != ".pdf"][:3], 1

@@ -45,14 +45,51 @@ def fail(document: Document, code: str, message: str) -> None:
          processed_at=timezone.now())
 
 
-def _embed(texts: list[str], document: Document) -> tuple[list[bytes], int]:
-    """Vectors for ``texts``, and how many were embedded: text seen before (in this run, in any
-    earlier chunk, an earlier version of this document's included) reuses its vector."""
+def _known(hashes, model: str) -> dict[str, bytes]:
+    """Vectors stored for these texts (any chunk, any document: the same text, the same vector)."""
+    found = Chunk.objects.filter(text_hash__in=set(hashes), embedding_model=model).values_list("text_hash", "vector")
+    return {h: bytes(v) for h, v in found}
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Ahead:
+    """Vectors of a long PDF's chunks embedded while its later pages are still read
+    (``extract_with_timeout``'s ``on_pages``): the chunks of the pages so far but the last two
+    (they may still grow). The chunking of the whole text at the end cuts the same texts, and
+    ``_embed`` takes their vectors; a text cut otherwise is only work lost, never a wrong vector."""
+
+    OPEN = 2
+
+    def __init__(self, document: Document):
+        self.document = document
+        self.vectors: dict[str, bytes] = {}
+        self.embedded: set[str] = set()  # the hashes of vectors computed here (not found stored)
+
+    def __call__(self, pages: list[tuple[int, str]], total: int) -> None:
+        if sum(len(text) for _, text in pages) <= settings.DOCUMENT_MAX_CHARS:  # else it fails when read
+            pieces = chunking.chunk(loaders.Extracted(loaders.PDF, pages), size=settings.CHUNK_SIZE,
+                                    overlap=settings.CHUNK_OVERLAP)[:-self.OPEN]
+            texts = {h: p.text for h, p in ((_hash(p.text), p) for p in pieces) if h not in self.vectors}
+            embedder = embeddings.get_embedder()
+            self.vectors.update(_known(texts, embedder.name))
+            todo = [(h, t) for h, t in texts.items() if h not in self.vectors]
+            if todo:
+                for (h, _), vector in zip(todo, embedder.embed_documents([t for _, t in todo])):
+                    self.vectors[h] = embeddings.to_bytes(vector)
+                    self.embedded.add(h)
+        _set(self.document, progress=5 + int(20 * pages[-1][0] / max(1, total)))
+
+
+def _embed(texts: list[str], document: Document, ahead: _Ahead | None = None) -> tuple[list[bytes], int]:
+    """Vectors for ``texts``, and how many were embedded in this run: text seen before (in this
+    run, in any earlier chunk, an earlier version of this document's included) reuses its vector."""
     embedder = embeddings.get_embedder()
-    hashes = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
-    known = dict(Chunk.objects.filter(text_hash__in=set(hashes), embedding_model=embedder.name)
-                 .values_list("text_hash", "vector"))
-    known = {h: bytes(v) for h, v in known.items()}
+    hashes = [_hash(t) for t in texts]
+    early = ahead.vectors if ahead is not None else {}
+    known = {**_known([h for h in hashes if h not in early], embedder.name), **early}
     todo = []
     for h, t in zip(hashes, texts):
         if h not in known and h not in {x for x, _ in todo}:
@@ -65,7 +102,8 @@ def _embed(texts: list[str], document: Document) -> tuple[list[bytes], int]:
             known[h] = embeddings.to_bytes(vector)
         done = min(len(todo), start + batch)
         _set(document, progress=40 + int(50 * done / max(1, len(todo))))
-    return [known[h] for h in hashes], len(todo)
+    ahead_used = len({h for h in hashes if ahead is not None and h in ahead.embedded})
+    return [known[h] for h in hashes], len(todo) + ahead_used
 
 
 def ocr_options() -> ocr.OcrOptions | None:
@@ -99,12 +137,14 @@ def _process(document: Document) -> None:
     except (FileNotFoundError, OSError):
         fail(document, DocumentErrorCode.FILE_MISSING, "The uploaded file is missing from storage. Upload it again.")
         return
+    ahead = _Ahead(document)  # a long PDF's chunks are embedded while its later pages are read
     try:
         extracted = extract_with_timeout(data, document.file_type, timeout=settings.DOCUMENT_PARSE_TIMEOUT,
                                          max_pages=settings.DOCUMENT_MAX_PAGES, max_chars=settings.DOCUMENT_MAX_CHARS,
                                          memory_mb=settings.DOCUMENT_PARSE_MEMORY_MB, ocr=ocr_options(),
                                          progress=lambda done, total: _set(
-                                             document, stage="ocr", progress=5 + int(20 * done / total)))
+                                             document, stage="ocr", progress=5 + int(20 * done / total)),
+                                         on_pages=ahead)
     except loaders.ExtractionError as exc:
         fail(document, exc.code, exc.message)
         return
@@ -112,7 +152,7 @@ def _process(document: Document) -> None:
          word_count=len(extracted.text.split()), metadata=extracted.metadata)
     pieces = chunking.chunk(extracted, size=settings.CHUNK_SIZE, overlap=settings.CHUNK_OVERLAP)
     _set(document, stage="embedding", progress=40)
-    blobs, embedded = _embed([p.text for p in pieces], document)
+    blobs, embedded = _embed([p.text for p in pieces], document, ahead)
     _set(document, stage="indexing", progress=95)
     model = embeddings.get_embedder().name
     version = document.version
@@ -127,7 +167,7 @@ def _process(document: Document) -> None:
             engines.engine().vectors.delete(document.collection_id, earlier)
         created = Chunk.objects.bulk_create([
             Chunk(document=document, collection_id=document.collection_id, position=p.position, text=p.text,
-                  text_hash=hashlib.sha256(p.text.encode()).hexdigest(), page_start=p.page_start,
+                  text_hash=_hash(p.text), page_start=p.page_start,
                   page_end=p.page_end, char_start=p.char_start, char_end=p.char_end,
                   token_count=p.token_count, section=p.section[:500], vector=blob, embedding_model=model,
                   version=version)

@@ -301,13 +301,14 @@ def read_image(data: bytes, ocr) -> Extracted:
     return Extracted(IMAGE, pages, metadata)
 
 
-def extract(data: bytes, kind: str, *, max_pages: int = 2000) -> Extracted:
+def extract(data: bytes, kind: str, *, max_pages: int = 2000, **pdf_options) -> Extracted:
     """The text layer (no OCR). A PDF's pages without one are listed in ``metadata["needs_ocr"]``;
-    an image needs OCR as a whole (``"needs_ocr": "all"``)."""
+    an image needs OCR as a whole (``"needs_ocr": "all"``). ``pdf_options``: a PDF's run of pages
+    (``pdf.text_layer``)."""
     if kind == PDF:
         from .pdf import text_layer
 
-        return text_layer(data, max_pages)
+        return text_layer(data, max_pages, **pdf_options)
     if kind == DOCX:
         return extract_docx(data)
     if kind in (TXT, MD):

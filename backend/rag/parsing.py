@@ -23,7 +23,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .loaders import ExtractionCode, ExtractionError, Extracted, extract, finish, read_by_ocr
+from .loaders import PDF, ExtractionCode, ExtractionError, Extracted, extract, finish, read_by_ocr
+from . import pdf_tables
 from .ocr import OcrOptions
 
 _HEADER = struct.Struct(">Q")
@@ -48,6 +49,10 @@ class _Child:
 
     def call(self, request: dict, data: bytes, timeout: float) -> list:
         deadline = time.monotonic() + timeout
+        self.send(request, data)
+        return self.receive(deadline)
+
+    def send(self, request: dict, data: bytes) -> None:
         meta = json.dumps(request).encode()
         try:
             self.process.stdin.write(_HEADER.pack(len(meta)) + meta + _HEADER.pack(len(data)))
@@ -55,6 +60,8 @@ class _Child:
             self.process.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             raise _Broken() from exc
+
+    def receive(self, deadline: float) -> list:
         size = _HEADER.unpack(self._read(_HEADER.size, deadline))[0]
         return json.loads(self._read(size, deadline).decode("utf-8", "surrogatepass"))
 
@@ -118,17 +125,82 @@ OCR_BATCH = 4  # PDF pages read by OCR per call of the child process (progress i
 
 
 def extract_with_timeout(data: bytes, kind: str, *, timeout: float, max_pages: int, max_chars: int,
-                         memory_mb: int = 2048, ocr: OcrOptions | None = None, progress=None) -> Extracted:
+                         memory_mb: int = 2048, ocr: OcrOptions | None = None, progress=None,
+                         on_pages=None) -> Extracted:
     """The file's text, read in a child process: its text layer within ``timeout``; then, when
     ``ocr`` is given and pages have no text layer (or the file is an image), OCR of those pages
     within OCR's own page and time budget, a few pages per call, ``progress(done, total)`` after
-    each. ``ocr`` None: no OCR (off, or not installed)."""
+    each. ``ocr`` None: no OCR (off, or not installed).
+
+    ``on_pages(pages, total)``: a PDF longer than ``PAGE_RUN`` pages has its text layer read a run
+    of pages at a time, and the caller is handed the pages read so far while the child reads the
+    next run (chunking and embedding overlap extraction); the result is the same."""
     request = {"op": "extract", "kind": kind, "max_pages": max_pages}
-    extracted = _call(request, data, timeout, memory_mb, "Reading this file")
+    if kind == PDF and on_pages is not None:
+        extracted = _text_layer_in_runs(request, data, timeout, memory_mb, on_pages)
+    else:
+        extracted = _call(request, data, timeout, memory_mb, "Reading this file")
+    for key in ("page_total", "table_seconds"):  # the runs' bookkeeping
+        extracted.metadata.pop(key, None)
     needs = extracted.metadata.get("needs_ocr")
     if ocr is not None and needs:
         extracted = _read_by_ocr(data, extracted, ocr, memory_mb, progress)
     return finish(extracted, max_chars=max_chars, ocr_ran=ocr is not None)
+
+
+PAGE_RUN = 16  # pages of a long PDF's text layer per call of the child, when the caller reads along
+
+
+def _text_layer_in_runs(request: dict, data: bytes, timeout: float, memory_mb: int, on_pages) -> Extracted:
+    """A PDF's text layer in runs of pages on one child, each run asked for before the caller is
+    handed the pages so far. ``timeout`` bounds the child's time: the time the caller spends in
+    ``on_pages`` is added to the deadline. A child that breaks is replaced by one plain call."""
+    child = _checkout(memory_mb)
+    deadline = time.monotonic() + timeout
+    pages: list[tuple[int, str]] = []
+    metadata: dict = {}
+    table_budget = pdf_tables.TIME_BUDGET
+    error = None
+
+    def ask(first: int) -> None:
+        child.send({**request, "first": first, "last": first + PAGE_RUN - 1, "table_seconds": table_budget}, data)
+
+    try:
+        ask(1)
+        while True:
+            answer = child.receive(deadline)
+            if answer[0] == "error":
+                error = ExtractionError(ExtractionCode(answer[1]), answer[2])
+                break
+            run = answer[3]
+            pages += [(number, text) for number, text in answer[2]]
+            for key in ("needs_ocr", "table_pages"):  # lists that grow run by run
+                run[key] = metadata.get(key, []) + run.get(key, [])
+                if not run[key]:
+                    del run[key]
+            metadata = {**metadata, **run}
+            table_budget = max(0.0, table_budget - run.get("table_seconds", 0.0))
+            total = run.get("page_total", 0)
+            if not pages or pages[-1][0] >= total:
+                break
+            ask(pages[-1][0] + 1)  # the child reads the next run meanwhile
+            handed = time.monotonic()
+            on_pages(list(pages), total)
+            deadline += time.monotonic() - handed
+    except TimeoutError:
+        child.kill()
+        raise ExtractionError(ExtractionCode.TIMEOUT, f"Reading this file took longer than {timeout:g} seconds. It "
+                              "may be malformed; try saving it again or splitting it.")
+    except _Broken:
+        child.kill()
+        return _call(request, data, timeout, memory_mb, "Reading this file")
+    except BaseException:
+        child.kill()  # an answer may be on its way: the child cannot be reused
+        raise
+    _checkin(child)
+    if error is not None:
+        raise error
+    return Extracted(PDF, pages, metadata)
 
 
 def _read_by_ocr(data: bytes, extracted: Extracted, ocr: OcrOptions, memory_mb: int, progress) -> Extracted:
@@ -242,7 +314,8 @@ def _answer(request: dict, data: bytes) -> list:
             extracted = Extracted(request["kind"], [(n, t) for n, t in request["pages"]], request["metadata"])
             result = read_by_ocr(data, extracted, OcrOptions(**request["ocr"]))
         else:
-            result = extract(data, request["kind"], max_pages=request["max_pages"])
+            runs = {k: request[k] for k in ("first", "last", "table_seconds") if k in request}
+            result = extract(data, request["kind"], max_pages=request["max_pages"], **runs)
     except ExtractionError as exc:
         return ["error", exc.code, exc.message]
     except MemoryError:

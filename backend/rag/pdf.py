@@ -10,6 +10,7 @@ pypdf fails, pdfium reads its page).
 """
 
 import io
+import time
 import zipfile
 from datetime import datetime
 
@@ -134,9 +135,14 @@ def _ocr_page(document, index: int, options: ocr_engine.OcrOptions) -> str:
         return ""
 
 
-def text_layer(data: bytes, max_pages: int) -> Extracted:
-    """Every page's text layer: pdfium's, else pypdf's. Pages left without text are listed in
-    ``metadata["needs_ocr"]`` (page numbers) for ``read_by_ocr``."""
+def text_layer(data: bytes, max_pages: int, first: int = 1, last: int | None = None,
+               table_seconds: float | None = None) -> Extracted:
+    """The text layer of pages ``first`` to ``last`` (all by default): pdfium's, else pypdf's
+    (pypdf reads the whole file at once: then every page is returned). Pages left without text
+    are listed in ``metadata["needs_ocr"]`` (page numbers) for ``read_by_ocr``; ``page_total``
+    and ``table_seconds`` (spent finding tables, of ``table_seconds`` allowed: the file's budget
+    by default) tell a caller that
+    reads a long file in runs where it stands."""
     try:
         document = _open_pdfium(data)
     except _Unreadable as why:  # pypdf reads what it can
@@ -146,23 +152,29 @@ def text_layer(data: bytes, max_pages: int) -> Extracted:
             raise ExtractionError(ExtractionCode.CORRUPT, "This PDF is damaged and cannot be read. Try saving it "
                                   f"again from the program that made it. ({exc}; {why})")
         metadata["reader"] = "pypdf"
+        metadata["page_total"] = len(pages)
     else:
         _check_count(len(document), max_pages)
-        texts = [_pdfium_text(document, i) for i in range(len(document))]
+        indexes = range(max(0, first - 1), min(len(document), last or len(document)))
+        texts = {i: _pdfium_text(document, i) for i in indexes}
         metadata = _pdfium_metadata(document)
-        if any(text is None for text in texts):  # pages pdfium cannot load: pypdf's text, when it has some
+        metadata["page_total"] = len(document)
+        if any(text is None for text in texts.values()):  # pages pdfium cannot load: pypdf's text, when it has some
             try:
                 fallback = dict(_pypdf(data, max_pages)[0])
                 metadata["reader"] = "pdfium+pypdf"
             except (_Unreadable, ExtractionError):
                 fallback = {}
-            texts = [text if text is not None else fallback.get(i + 1, "") for i, text in enumerate(texts)]
-        tabled = pdf_tables.pages_with_tables(data, pdf_tables.candidate_pages(document))
+            texts = {i: text if text is not None else fallback.get(i + 1, "") for i, text in texts.items()}
+        started = time.monotonic()
+        tabled = pdf_tables.pages_with_tables(data, pdf_tables.candidate_pages(document, indexes),
+                                              pdf_tables.TIME_BUDGET if table_seconds is None else table_seconds)
+        metadata["table_seconds"] = time.monotonic() - started
         for index, text in tabled.items():
             texts[index] = clean(text)
         if tabled:
             metadata["table_pages"] = sorted(index + 1 for index in tabled)
-        pages = [(i + 1, text) for i, text in enumerate(texts)]
+        pages = [(i + 1, text) for i, text in texts.items()]
     needs = [number for number, text in pages if not text.strip()]
     if needs:
         metadata["needs_ocr"] = needs

@@ -25,12 +25,13 @@ MAX_PAGES = 300
 TIME_BUDGET = 30.0  # seconds of table finding per file; later pages keep pdfium's text (the parse has 120 s)
 
 
-def candidate_pages(document) -> list[int]:
-    """Indexes of the pages of a pdfium document that draw enough lines to rule a table."""
+def candidate_pages(document, indexes=None) -> list[int]:
+    """Indexes of the pages of a pdfium document (among ``indexes``, else all) that draw enough
+    lines to rule a table."""
     import pypdfium2.raw as raw
 
     found = []
-    for index in range(len(document)):
+    for index in (range(len(document)) if indexes is None else indexes):
         if len(found) >= MAX_PAGES:
             break
         try:
@@ -45,10 +46,12 @@ def candidate_pages(document) -> list[int]:
     return found
 
 
-def pages_with_tables(data: bytes, indexes: list[int]) -> dict[int, str]:
+def pages_with_tables(data: bytes, indexes: list[int], budget: float | None = None) -> dict[int, str]:
     """{page index: the page's text with its tables as Markdown} for the pages among ``indexes``
-    where a table was found; the others keep pdfium's text."""
-    if not indexes:
+    where a table was found, within ``budget`` seconds (TIME_BUDGET by default); the others keep
+    pdfium's text."""
+    budget = TIME_BUDGET if budget is None else budget
+    if not indexes or budget <= 0:
         return {}
     import pdfplumber
 
@@ -57,7 +60,7 @@ def pages_with_tables(data: bytes, indexes: list[int]) -> dict[int, str]:
         pdf = pdfplumber.open(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - pdfminer cannot read it: pdfium's text stays
         return {}
-    deadline = time.monotonic() + TIME_BUDGET
+    deadline = time.monotonic() + budget
     with pdf:
         for index in indexes:
             if time.monotonic() >= deadline:
