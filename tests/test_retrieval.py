@@ -16,7 +16,7 @@ from django.db.models import F
 
 from backend.documents import collections, engines, search
 from backend.documents.models import Chunk, Collection, Document
-from backend.rag.embeddings import DIMENSION, to_bytes
+from backend.rag.embeddings import DIMENSION, get_embedder, to_bytes
 
 from .conftest import on_postgresql
 from .test_documents import PHOTOSYNTHESIS_MD, TRAINS_TXT, upload, wait
@@ -153,6 +153,39 @@ def test_on_pgvector_no_index_file_is_written(alice, settings, tmp_path):
     hits = alice('query { searchDocuments(query: "chlorophyll", strategy: DENSE) { document { title } } }')
     assert hits["data"]["searchDocuments"][0]["document"]["title"] == "plants"
     assert not Path(settings.INDEX_DIR).exists()
+
+
+def test_on_pgvector_each_chunk_row_is_written_once_with_its_vector(alice):
+    if not on_postgresql():
+        pytest.skip("the pgvector engine needs PostgreSQL (the README's test command runs this file there too)")
+
+    def writes():
+        with connection.cursor() as cursor:  # this transaction's own counts: exact, no stats delay
+            cursor.execute("SELECT n_tup_ins, n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'documents_chunk'")
+            return cursor.fetchone() or (0, 0)
+
+    from backend.documents.engines import schema
+    from backend.rag import loaders
+
+    document = Document.objects.create(collection=collections.default_collection(alice.user), uploaded_by=alice.user, title="t",
+                                       original_name="t.md", file_type=loaders.MD, size=1, storage_key="k")
+    vectors = get_embedder().embed_documents(["the first passage", "the second passage"])
+    with transaction.atomic():
+        before = writes()
+        created = engines.engine().create_chunks(document.collection_id, [
+            Chunk(document=document, collection_id=document.collection_id, position=i, text=text, text_hash=str(i),
+                  char_start=0, char_end=len(text), token_count=3, vector=to_bytes(v),
+                  embedding_model="m") for i, (text, v) in enumerate(zip(["the first passage", "the second passage"],
+                                                                          vectors))], vectors)
+        after = writes()
+    assert after[0] - before[0] == 2 and after[1] - before[1] == 0  # inserted with the vector, never updated
+    assert [c.pk for c in created] == sorted(Chunk.objects.filter(document=document).values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count({schema.VECTOR_COLUMN}) FROM documents_chunk WHERE document_id = %s",
+                       [document.pk])
+        assert cursor.fetchone()[0] == 2
+    hits = search.search(alice.user, "the second passage", k=1, threshold=-1.0, strategy="dense")
+    assert hits[0].chunk.text == "the second passage"
 
 
 def test_move_vectors_between_engines(make_user, settings, tmp_path):

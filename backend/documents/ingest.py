@@ -165,17 +165,16 @@ def _process(document: Document) -> None:
         if earlier:  # kept for the answers that cite them, never searched again
             Chunk.objects.filter(pk__in=earlier).update(superseded=True)
             engines.engine().vectors.delete(document.collection_id, earlier)
-        created = Chunk.objects.bulk_create([
+        matrix = (np.vstack([embeddings.from_bytes(blob) for blob in blobs]) if blobs
+                  else np.zeros((0, embeddings.DIMENSION), dtype=np.float32))
+        created = engines.engine().create_chunks(document.collection_id, [
             Chunk(document=document, collection_id=document.collection_id, position=p.position, text=p.text,
                   text_hash=_hash(p.text), page_start=p.page_start,
                   page_end=p.page_end, char_start=p.char_start, char_end=p.char_end,
                   token_count=p.token_count, section=p.section[:500], vector=blob, embedding_model=model,
                   version=version)
             for p, blob in zip(pieces, blobs)
-        ])
-        if created:
-            matrix = np.vstack([embeddings.from_bytes(blob) for blob in blobs])
-            engines.engine().vectors.add(document.collection_id, [c.pk for c in created], matrix)
+        ], matrix)
         DocumentVersion.objects.filter(document=document, number=version).update(
             chunk_count=len(created), vectors_embedded=embedded, vectors_reused=len(created) - embedded)
         Collection.objects.filter(pk=document.collection_id).update(index_version=F("index_version") + 1)

@@ -113,7 +113,7 @@ def import_collection(user, upload, *, name: str | None = None) -> Collection:
 
 def _create_documents(user, collection: Collection, found: archive.Archive, stored: dict[str, str],
                       same_model: bool) -> None:
-    manifest, ids, vectors = found.manifest, [], []
+    manifest, indexed = found.manifest, False
     dimension = manifest["embedding"]["dimension"]
     for index, entry in enumerate(manifest["documents"]):
         current = next(v for v in entry["versions"] if v["number"] == entry["version"])
@@ -134,16 +134,15 @@ def _create_documents(user, collection: Collection, found: archive.Archive, stor
                             vectors_reused=len(rows) if v["number"] == entry["version"] and rows else None)
             for v in entry["versions"]])
         if rows:
-            created = Chunk.objects.bulk_create([
-                Chunk(document=document, collection=collection, version=entry["version"],
-                      vector=archive.vector_from_text(row["vector"], dimension),
-                      **{name: row.get(name) for name in CHUNK_FIELDS if name in row})
-                for row in rows])
-            ids += [c.pk for c in created]
-            vectors += [embeddings.from_bytes(bytes(c.vector)) for c in created]
+            built = [Chunk(document=document, collection=collection, version=entry["version"],
+                           vector=archive.vector_from_text(row["vector"], dimension),
+                           **{name: row.get(name) for name in CHUNK_FIELDS if name in row})
+                     for row in rows]
+            engines.engine().create_chunks(collection.pk, built, np.vstack([embeddings.from_bytes(bytes(c.vector))
+                                                                            for c in built]))
+            indexed = True
         else:  # another embedding model, or not READY where it came from: read and embed it here
             ingest.enqueue(document.pk)
         publish_document_event(document)
-    if ids:
-        engines.engine().vectors.add(collection.pk, ids, np.vstack(vectors))
+    if indexed:
         Collection.objects.filter(pk=collection.pk).update(index_version=F("index_version") + 1)

@@ -21,6 +21,7 @@ from . import sql
 from .schema import VECTOR_COLUMN
 
 BATCH = 2000
+INSERT_BATCH = 500  # rows per INSERT: 16 parameters each
 
 
 def literal(vector) -> str:
@@ -40,6 +41,29 @@ class PgVectors(VectorIndex):
                     f"UPDATE {chunk} SET {VECTOR_COLUMN} = v.e::vector FROM "
                     f"(SELECT unnest(%s::bigint[]) AS id, unnest(%s::text[]) AS e) AS v WHERE {chunk}.id = v.id",
                     [part, [literal(row) for row in matrix[start:start + BATCH]]])
+
+    def insert_chunks(self, chunks: list, matrix) -> list:
+        """``chunks`` (unsaved) written with their vectors by INSERT ... RETURNING id, as
+        ``bulk_create`` writes them plus the vector column; their ids are set."""
+        from ..models import Chunk
+
+        fields = [f for f in Chunk._meta.concrete_fields if not f.primary_key]
+        columns = ", ".join([connection.ops.quote_name(f.column) for f in fields] + [VECTOR_COLUMN])
+        row = "(" + ", ".join(["%s"] * len(fields)) + ", %s::vector)"
+        chunk, _ = sql.tables()
+        with connection.cursor() as cursor:
+            for start in range(0, len(chunks), INSERT_BATCH):
+                part = chunks[start:start + INSERT_BATCH]
+                params = []
+                for c, vector in zip(part, matrix[start:start + INSERT_BATCH]):
+                    params += [f.get_db_prep_save(getattr(c, f.attname), connection) for f in fields]
+                    params.append(literal(vector))
+                cursor.execute(f"INSERT INTO {chunk} ({columns}) VALUES {', '.join([row] * len(part))} RETURNING id",
+                               params)
+                for c, (pk,) in zip(part, cursor.fetchall()):
+                    c.pk = pk
+                    c._state.adding, c._state.db = False, connection.alias
+        return chunks
 
     def delete(self, collection_id: int, ids) -> None:
         """Nothing to do: the vectors are columns of the deleted rows."""
