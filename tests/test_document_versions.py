@@ -175,7 +175,9 @@ def test_an_earlier_versions_words_count_in_no_keyword_statistics(alice):
             cursor.execute(f"INSERT INTO {table}({table}) VALUES ('rebuild')")
         else:
             cursor.execute(schema._stats_function(versions=False))
-            cursor.execute(f"UPDATE {schema.STATS_TABLE} SET df = df + 1 WHERE lexeme = 'porridg'")
+            cursor.execute(f"INSERT INTO {schema.STATS_TABLE} (collection_id, lexeme, df) SELECT collection_id, "
+                           "'porridg', 1 FROM documents_chunk LIMIT 1 ON CONFLICT (collection_id, lexeme) "
+                           "DO UPDATE SET df = excluded.df")
     assert keyword_frequency("porridg") == 1
     schema.ensure(connection)
     assert (keyword_frequency("porridg"), keyword_frequency("buffet"), keyword_frequency("rooftop")) == (0, 1, 1)

@@ -109,6 +109,9 @@ BEGIN
          WHERE {live_w}(o.collection_id <> w.collection_id OR o.{TSV_COLUMN} <> w.{TSV_COLUMN}{moved})) AS d
       GROUP BY collection_id, lexeme HAVING sum(n) <> 0 ORDER BY collection_id, lexeme
     ON CONFLICT (collection_id, lexeme) DO UPDATE SET df = s.df + excluded.df;
+    DELETE FROM {STATS_TABLE} s USING (
+        SELECT DISTINCT o.collection_id, l.lexeme FROM old_rows o, unnest(tsvector_to_array(o.{TSV_COLUMN})) AS l(lexeme)
+      ) AS gone WHERE s.collection_id = gone.collection_id AND s.lexeme = gone.lexeme AND s.df <= 0;
   ELSIF TG_OP = 'INSERT' THEN
     INSERT INTO {STATS_TABLE} AS s (collection_id, lexeme, df)
       SELECT collection_id, lexeme, count(*) FROM new_rows, unnest(tsvector_to_array({TSV_COLUMN})) AS l(lexeme)
@@ -119,6 +122,11 @@ BEGIN
       SELECT collection_id, lexeme, -count(*) FROM old_rows, unnest(tsvector_to_array({TSV_COLUMN})) AS l(lexeme)
       {live}GROUP BY collection_id, lexeme ORDER BY collection_id, lexeme
     ON CONFLICT (collection_id, lexeme) DO UPDATE SET df = s.df + excluded.df;
+    -- A count that reached 0 is a row no search needs: a deleted collection (an expired guest's)
+    -- or a word no chunk holds any more would otherwise leave its rows for good.
+    DELETE FROM {STATS_TABLE} s USING (
+        SELECT DISTINCT collection_id, lexeme FROM old_rows, unnest(tsvector_to_array({TSV_COLUMN})) AS l(lexeme)
+      ) AS gone WHERE s.collection_id = gone.collection_id AND s.lexeme = gone.lexeme AND s.df <= 0;
   END IF;
   RETURN NULL;
 END $$"""
@@ -145,6 +153,8 @@ def _keyword_stats(cursor) -> None:
                        f"FOR EACH STATEMENT EXECUTE FUNCTION {STATS_TABLE}_change()")
     if stale:
         cursor.execute(f"DELETE FROM {STATS_TABLE}")
+    elif exists and "df <= 0" not in (function[0] if function else ""):  # counts left at 0 by the older function
+        cursor.execute(f"DELETE FROM {STATS_TABLE} WHERE df <= 0")
     if not exists or stale:  # chunks written before the table (or counted by the older function): once
         cursor.execute(f"INSERT INTO {STATS_TABLE} (collection_id, lexeme, df) SELECT collection_id, lexeme, count(*) "
                        f"FROM documents_chunk, unnest(tsvector_to_array({TSV_COLUMN})) AS l(lexeme) "
