@@ -125,3 +125,17 @@ def test_the_onnx_encoders_tokenize_as_transformers_does_without_importing_it(tm
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
+
+
+def test_a_process_that_only_searches_never_loads_the_documents_encoder():
+    """Where a worker ingests, a web process only embeds queries: the int8 documents encoder is
+    made on the first documents to embed, its name known before (stored with every chunk)."""
+    from backend.rag import embeddings
+
+    embedder = embeddings._build()  # as get_embedder() makes it, with the settings' backends
+    assert embedder.name == f"{embeddings.MODEL_NAME}@onnx-int8"
+    assert embedder.embed_query("How do plants turn sunlight into sugar?").shape == (384,)
+    assert embedder.documents._made is None
+    vectors = embedder.embed_documents(TEXTS[:2])
+    assert vectors.shape == (2, 384) and embedder.documents._made is not None
+    assert embedder.documents.embed_documents(TEXTS[:2]).tolist() == vectors.tolist()

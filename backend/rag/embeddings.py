@@ -17,6 +17,7 @@ vectors by text never mixes them.
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -251,6 +252,29 @@ def get_embedder() -> Embedder:
     return _embedder
 
 
+class LazyEmbedder:
+    """An embedder made on its first use, its name known before."""
+
+    dimension = DIMENSION
+
+    def __init__(self, name: str, make: Callable[[], Embedder]):
+        self.name, self._make, self._made = name, make, None
+        self._lock = threading.Lock()
+
+    def _embedder(self) -> Embedder:
+        if self._made is None:
+            with self._lock:
+                if self._made is None:
+                    self._made = self._make()
+        return self._made
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return self._embedder().embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._embedder().embed_query(text)
+
+
 class SplitEmbedder:
     """Documents through one backend, queries through another of the same model: documents want
     throughput (int8), a search's query wants latency and the exact vectors (fp32 ONNX, the same
@@ -340,8 +364,12 @@ def _build() -> Embedder:
     backend, batch, threads = _config["backend"], _config["batch_size"], _config["threads"]
     if backend == "torch":
         documents = SentenceTransformerEmbedder(batch_size=batch)
-    else:
-        documents = OnnxEmbedder(cache, batch_size=batch, threads=threads, quantized=backend == "onnx-int8")
+    elif backend == "onnx":
+        documents = OnnxEmbedder(cache, batch_size=batch, threads=threads)
+    else:  # made when first asked to embed documents: a web process whose uploads a worker
+        # ingests only embeds queries (its int8 session was 18 MiB of its memory, never used)
+        documents = LazyEmbedder(f"{MODEL_NAME}@onnx-int8", lambda: OnnxEmbedder(
+            cache, batch_size=batch, threads=threads, quantized=True))
     if _config["query_backend"] == "torch":
         return documents if backend == "torch" else SplitEmbedder(documents, SentenceTransformerEmbedder)
     if backend == "onnx":
