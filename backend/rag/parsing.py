@@ -178,6 +178,8 @@ def _text_layer_in_runs(request: dict, data: bytes, timeout: float, memory_mb: i
                 run[key] = metadata.get(key, []) + run.get(key, [])
                 if not run[key]:
                     del run[key]
+            if "+" in metadata.get("reader", ""):  # a page of an earlier run needed the second reader
+                run["reader"] = metadata["reader"]
             metadata = {**metadata, **run}
             table_budget = max(0.0, table_budget - run.get("table_seconds", 0.0))
             total = run.get("page_total", 0)
