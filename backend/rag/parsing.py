@@ -191,8 +191,7 @@ def _text_layer_in_runs(request: dict, data: bytes, timeout: float, memory_mb: i
             deadline += time.monotonic() - handed
     except TimeoutError:
         child.kill()
-        raise ExtractionError(ExtractionCode.TIMEOUT, f"Reading this file took longer than {timeout:g} seconds. It "
-                              "may be malformed; try saving it again or splitting it.")
+        raise _timed_out("Reading this file", timeout)
     except _Broken:
         child.kill()
         return _call(request, data, timeout, memory_mb, "Reading this file")
@@ -264,6 +263,11 @@ def _ocr_pool(workers: int) -> ThreadPoolExecutor:
         return _ocr_pools[workers]
 
 
+def _timed_out(doing: str, timeout: float) -> ExtractionError:
+    return ExtractionError(ExtractionCode.TIMEOUT, f"{doing} took longer than {timeout:g} seconds. It may be "
+                           "malformed; try saving it again or splitting it.")
+
+
 def _call(request: dict, data: bytes, timeout: float, memory_mb: int, doing: str) -> Extracted:
     for attempt in (1, 2):
         child = _checkout(memory_mb)
@@ -271,8 +275,7 @@ def _call(request: dict, data: bytes, timeout: float, memory_mb: int, doing: str
             answer = child.call(request, data, timeout)
         except TimeoutError:
             child.kill()
-            raise ExtractionError(ExtractionCode.TIMEOUT, f"{doing} took longer than {timeout:g} seconds. It may be "
-                                  "malformed; try saving it again or splitting it.")
+            raise _timed_out(doing, timeout)
         except _Broken:
             child.kill()
             if attempt == 2:
