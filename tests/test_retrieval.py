@@ -277,6 +277,29 @@ def test_keyword_statistics_follow_every_change_to_the_chunks(alice):
         assert cursor.fetchone()[0] == 0
 
 
+def test_hybrid_search_reads_only_the_rare_terms_postings_and_bm25_stays_exact(make_user, settings):
+    """Hybrid's keyword pass stops after the rare terms' candidates (the dense side covers the
+    rest); the bm25 strategy still proves its top k by reading every term when it must."""
+    from backend.documents.search import where_for
+
+    user = make_user()
+    fill(user, documents=40, per_document=25)  # 1000 chunks of 14 common words
+    rare = list(Chunk.objects.order_by("pk")[:3])
+    for chunk in rare:
+        chunk.text += " zebrafish"
+        chunk.save(update_fields=["text"])
+    Collection.objects.update(index_version=F("index_version") + 1)
+    settings.KEYWORD_CANDIDATE_BUDGET = 0  # the rarest term alone is read first
+    where = where_for(list(Collection.objects.all()), None)
+    keywords = engines.engine().keywords
+    bounded = keywords.search("zebrafish tumor gene cell", 10, where, exact=False)
+    assert {pk for pk, _ in bounded} == {c.pk for c in rare}  # 3 candidates, no widening
+    proven = keywords.search("zebrafish tumor gene cell", 10, where)
+    assert len(proven) == 10 and {c.pk for c in rare} <= {pk for pk, _ in proven}
+    hits = search.search(user, "zebrafish tumor gene cell", k=10, threshold=-1.0, strategy="hybrid")
+    assert len(hits) == 10 and bounded[0][0] in {h.chunk.pk for h in hits}  # fused with the dense side
+
+
 def test_the_query_vector_may_arrive_after_the_keyword_search_and_ranks_the_same():
     """A search embeds its query while the database answers: the retriever takes the vector as a
     callable and calls it only after the keyword search, with the same rankings as an array."""
@@ -295,7 +318,7 @@ def test_the_query_vector_may_arrive_after_the_keyword_search_and_ranks_the_same
     class Keywords(KeywordIndex):
         name = "fake"
 
-        def search(self, query, k, where):
+        def search(self, query, k, where, exact=True):
             calls.append("keywords")
             return [(3, 9.0), (4, 2.0)][:k]
 

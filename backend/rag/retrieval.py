@@ -81,8 +81,10 @@ class KeywordIndex(ABC):
     name: str
 
     @abstractmethod
-    def search(self, query: str, k: int, where: Filter) -> Ranking:
-        """The k best chunks for ``query`` allowed by ``where``."""
+    def search(self, query: str, k: int, where: Filter, exact: bool = True) -> Ranking:
+        """The k best chunks for ``query`` allowed by ``where``. ``exact`` False: the best among
+        the chunks holding the query's rarer terms (``TermPlan``'s first pass, bounded work), where
+        another ranking covers the rest (hybrid search's dense side)."""
 
 
 @dataclass
@@ -181,8 +183,9 @@ class Retriever:
             ranking = self.vectors.search(vector(), fetch, where)
         elif strategy == "bm25":
             ranking = self.keywords.search(query, fetch, where)
-        elif strategy == "hybrid":
-            keywords = self.keywords.search(query, fetch, where)
+        elif strategy == "hybrid":  # the keyword pass bounded: over a large collection, proving the
+            # exact BM25 top k read every common word's postings (100k chunks: 150 ms against 49)
+            keywords = self.keywords.search(query, fetch, where, exact=False)
             ranking = score_fusion([self.vectors.search(vector(), fetch, where), keywords])
         else:
             extra = self.variants(query)[1:]

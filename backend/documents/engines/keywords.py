@@ -79,7 +79,7 @@ class Fts5Keywords(KeywordIndex):
             cursor.execute(f"SELECT rowid, bm25({FTS_TABLE}) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s", [match])
             return {int(i): -float(rank) for i, rank in cursor.fetchall()}
 
-    def search(self, query: str, k: int, where: Filter) -> Ranking:
+    def search(self, query: str, k: int, where: Filter, exact: bool = True) -> Ranking:
         words = terms(query)
         if not words or not where.collection_ids:
             return []
@@ -100,7 +100,7 @@ class Fts5Keywords(KeywordIndex):
         unknown = [w for w in words if not df[w]]  # a stem not found as we spell it: FTS5 finds it
         every = match(plan.essential + plan.rest + unknown)
         found = self._candidates(match(plan.essential + unknown), every, where, k) if plan.rest else []
-        if plan.rest and not plan.exact([score for _, score in found], k):
+        if plan.rest and exact and not plan.exact([score for _, score in found], k):
             plan = plan.widen([score for _, score in found], k)
             found = self._candidates(match(plan.essential + unknown), every, where, k) if plan.rest else []
         if not plan.rest:
@@ -186,7 +186,7 @@ class PgKeywords(KeywordIndex):
                  "rough": 4 * k, "k": k, **{f"p{i}": value for i, value in enumerate(params)}})
             return [(int(i), float(score)) for i, score in cursor.fetchall()]
 
-    def search(self, query: str, k: int, where: Filter) -> Ranking:
+    def search(self, query: str, k: int, where: Filter, exact: bool = True) -> Ranking:
         if not terms(query) or not where.collection_ids:
             return []
         n, avgdl = self._corpus(where)
@@ -202,6 +202,6 @@ class PgKeywords(KeywordIndex):
             return []
         idfs = {t: idf(df[t]) for t in plan.essential + plan.rest}
         found = self._score(plan.essential, idfs, avgdl, k, where)
-        if not plan.exact([score for _, score in found], k):
+        if exact and not plan.exact([score for _, score in found], k):
             found = self._score(plan.widen([score for _, score in found], k).essential, idfs, avgdl, k, where)
         return found
