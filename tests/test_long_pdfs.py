@@ -97,3 +97,14 @@ def test_a_new_version_of_a_long_pdf_embeds_only_the_passages_of_its_changed_pag
     version = DocumentVersion.objects.get(document_id=relay.GlobalID.from_id(first["id"]).node_id, number=2)
     assert 1 <= version.vectors_embedded <= 3 and version.vectors_reused == version.chunk_count - version.vectors_embedded
     assert embedded and all("wildcat" in text for text in embedded)
+
+
+def test_a_page_pdfium_cannot_load_gets_pypdfs_text_of_that_page(monkeypatch):
+    from backend.rag import pdf
+
+    loads = pdf._pdfium_text
+    monkeypatch.setattr(pdf, "_pdfium_text", lambda document, index: None if index == 2 else loads(document, index))
+    extracted = pdf.text_layer(long_pdf(), 100, first=1, last=PAGE_RUN)
+    assert [n for n, _ in extracted.pages] == list(range(1, PAGE_RUN + 1))
+    assert extracted.metadata["reader"] == "pdfium+pypdf" and "needs_ocr" not in extracted.metadata
+    assert "Survey note 3.0" in " ".join(extracted.pages[2][1].split())

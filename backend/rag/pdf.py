@@ -26,7 +26,8 @@ class _Unreadable(Exception):
     """A reader could not open the file as a whole (the other one tries)."""
 
 
-def _pypdf(data: bytes, max_pages: int) -> tuple[list[tuple[int, str]], dict]:
+def _pypdf(data: bytes, max_pages: int, wanted: set[int] | None = None) -> tuple[list[tuple[int, str]], dict]:
+    """Every page's text (or the ``wanted`` page numbers' only) and the file's metadata."""
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
 
@@ -42,6 +43,8 @@ def _pypdf(data: bytes, max_pages: int) -> tuple[list[tuple[int, str]], dict]:
         _check_count(count, max_pages)
         pages = []
         for number, page in enumerate(reader.pages, start=1):
+            if wanted is not None and number not in wanted:
+                continue
             try:
                 text = page.extract_text() or ""
             except (PdfReadError, PdfStreamError, *PYPDF_ERRORS):
@@ -139,10 +142,9 @@ def text_layer(data: bytes, max_pages: int, first: int = 1, last: int | None = N
                table_seconds: float | None = None) -> Extracted:
     """The text layer of pages ``first`` to ``last`` (all by default): pdfium's, else pypdf's
     (pypdf reads the whole file at once: then every page is returned). Pages left without text
-    are listed in ``metadata["needs_ocr"]`` (page numbers) for ``read_by_ocr``; ``page_total``
-    and ``table_seconds`` (spent finding tables, of ``table_seconds`` allowed: the file's budget
-    by default) tell a caller that
-    reads a long file in runs where it stands."""
+    are listed in ``metadata["needs_ocr"]`` (page numbers) for ``read_by_ocr``. ``page_total`` and
+    ``table_seconds`` (spent finding tables, of ``table_seconds`` allowed: the file's whole budget
+    by default) tell a caller that reads a long file in runs where it stands."""
     try:
         document = _open_pdfium(data)
     except _Unreadable as why:  # pypdf reads what it can
@@ -159,16 +161,16 @@ def text_layer(data: bytes, max_pages: int, first: int = 1, last: int | None = N
         texts = {i: _pdfium_text(document, i) for i in indexes}
         metadata = _pdfium_metadata(document)
         metadata["page_total"] = len(document)
-        if any(text is None for text in texts.values()):  # pages pdfium cannot load: pypdf's text, when it has some
+        missing = {i + 1 for i, text in texts.items() if text is None}
+        if missing:  # pages pdfium cannot load: pypdf's text of those pages, when it has some
             try:
-                fallback = dict(_pypdf(data, max_pages)[0])
+                fallback = dict(_pypdf(data, max_pages, missing)[0])
                 metadata["reader"] = "pdfium+pypdf"
             except (_Unreadable, ExtractionError):
                 fallback = {}
             texts = {i: text if text is not None else fallback.get(i + 1, "") for i, text in texts.items()}
         started = time.monotonic()
-        tabled = pdf_tables.pages_with_tables(data, pdf_tables.candidate_pages(document, indexes),
-                                              pdf_tables.TIME_BUDGET if table_seconds is None else table_seconds)
+        tabled = pdf_tables.pages_with_tables(data, pdf_tables.candidate_pages(document, indexes), table_seconds)
         metadata["table_seconds"] = time.monotonic() - started
         for index, text in tabled.items():
             texts[index] = clean(text)
