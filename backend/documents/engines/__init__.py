@@ -34,18 +34,8 @@ class Engine:
         return self.vectors.stats(collection)
 
     def create_chunks(self, collection_id: int, chunks: list, matrix) -> list:
-        """Write ``chunks`` (unsaved ``Chunk`` rows) with their vectors, in the caller's transaction.
-        An engine that keeps vectors in the chunk rows writes each row once, vector included
-        (an UPDATE per row after the insert wrote every row, and its text's index entries, twice)."""
-        insert = getattr(self.vectors, "insert_chunks", None)
-        if insert is not None:
-            return insert(chunks, matrix)
-        from ..models import Chunk
-
-        created = Chunk.objects.bulk_create(chunks)
-        if created:
-            self.vectors.add(collection_id, [c.pk for c in created], matrix)
-        return created
+        """Write ``chunks`` (unsaved ``Chunk`` rows) with their vectors, in the caller's transaction."""
+        return self.vectors.insert_chunks(collection_id, chunks, matrix)
 
 
 _engines: dict[tuple, Engine] = {}

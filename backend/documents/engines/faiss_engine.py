@@ -35,6 +35,15 @@ class FaissVectors(VectorIndex):
     def add(self, collection_id: int, ids, matrix) -> None:
         _sync_after_commit(collection_id)
 
+    def insert_chunks(self, collection_id: int, chunks: list, matrix) -> list:
+        """The rows, then their vectors into the collection's file after commit."""
+        from ..models import Chunk
+
+        created = Chunk.objects.bulk_create(chunks)
+        if created:
+            self.add(collection_id, [c.pk for c in created], matrix)
+        return created
+
     def delete(self, collection_id: int, ids) -> None:
         _sync_after_commit(collection_id)
 

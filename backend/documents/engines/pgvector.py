@@ -42,9 +42,10 @@ class PgVectors(VectorIndex):
                     f"(SELECT unnest(%s::bigint[]) AS id, unnest(%s::text[]) AS e) AS v WHERE {chunk}.id = v.id",
                     [part, [literal(row) for row in matrix[start:start + BATCH]]])
 
-    def insert_chunks(self, chunks: list, matrix) -> list:
+    def insert_chunks(self, collection_id: int, chunks: list, matrix) -> list:
         """``chunks`` (unsaved) written with their vectors by INSERT ... RETURNING id, as
-        ``bulk_create`` writes them plus the vector column; their ids are set."""
+        ``bulk_create`` writes them plus the vector column; their ids are set. Each row is written
+        once (an UPDATE per row after the insert wrote every row, and its text's index entries, twice)."""
         from ..models import Chunk
 
         fields = [f for f in Chunk._meta.concrete_fields if not f.primary_key]
