@@ -9,7 +9,7 @@ table with its columns, as for DOCX tables.
 
 pdfplumber is slow (it parses the page's content stream in Python), so it only reads pages that can
 hold a ruled table: pdfium first counts the line segments a page draws (a text-only page has none),
-and at most MAX_PAGES pages of a file, for at most TIME_BUDGET seconds, are examined.
+and at most MAX_PAGES pages of a call, for at most TIME_BUDGET seconds a file, are examined.
 """
 
 import io
