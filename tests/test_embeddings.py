@@ -139,3 +139,50 @@ def test_a_process_that_only_searches_never_loads_the_documents_encoder():
     vectors = embedder.embed_documents(TEXTS[:2])
     assert vectors.shape == (2, 384) and embedder.documents._made is not None
     assert embedder.documents.embed_documents(TEXTS[:2]).tolist() == vectors.tolist()
+
+
+def test_a_search_goes_on_beside_the_query_encoder_once_its_run_has_started(monkeypatch):
+    """``embed_query_soon`` returns when the encoder's thread is about to enter its native run
+    (which releases the GIL), not before: before, the caller went straight on to its database work
+    holding the GIL, and the encoder's thread started only when that work was done. It does not
+    wait for the run itself, and an encoder that never signals is waited for a bounded time only."""
+    import threading
+    import time
+
+    from backend.rag import embeddings
+
+    release, reached = threading.Event(), []
+
+    class Encoder:  # tokenizing takes a while, then the native run (here: until released)
+        name = "fake"
+
+        def embed_query(self, text):
+            time.sleep(0.2)
+            reached.append(text)
+            embeddings.native_run_starts()
+            release.wait(30)
+            return np.ones(3, dtype=np.float32)
+
+    monkeypatch.setattr(embeddings, "_embedder", Encoder())
+    monkeypatch.setattr(embeddings, "QUERY_HANDOFF_SECONDS", 30.0)
+    pending = embeddings.embed_query_soon("how do plants store energy?")
+    assert reached == ["how do plants store energy?"]  # the encoder had reached its run
+    assert not pending.done()  # and the caller goes on beside it
+    release.set()
+    assert pending.result(30).tolist() == [1.0, 1.0, 1.0]
+
+    class Silent:  # an encoder without the signal (e.g. torch): its caller waits a bounded time
+        name = "silent"
+
+        def embed_query(self, text):
+            release.wait(30)
+            return np.zeros(3, dtype=np.float32)
+
+    release.clear()
+    monkeypatch.setattr(embeddings, "_embedder", Silent())
+    monkeypatch.setattr(embeddings, "QUERY_HANDOFF_SECONDS", 0.05)
+    started = time.perf_counter()
+    pending = embeddings.embed_query_soon("and sugar?")
+    assert time.perf_counter() - started < 5 and not pending.done()
+    release.set()
+    assert pending.result(30).tolist() == [0.0, 0.0, 0.0]

@@ -132,8 +132,9 @@ class OnnxEmbedder:
         for i, row in enumerate(rows):
             ids[i, :len(row)] = row
             mask[i, :len(row)] = 1
-        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                         "token_type_ids": np.zeros_like(ids)})[0]
+        inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        native_run_starts()
+        hidden = self.session.run(None, inputs)[0]
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
@@ -382,6 +383,7 @@ def _build() -> Embedder:
 
 
 _query_pool = None
+QUERY_HANDOFF_SECONDS = 0.002
 _query_pool_lock = threading.Lock()
 
 
@@ -398,7 +400,36 @@ def embed_query_soon(text: str):
                 from concurrent.futures import ThreadPoolExecutor
 
                 _query_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="query-embed")
-    return _query_pool.submit(lambda: get_embedder().embed_query(text))
+    started = threading.Event()
+
+    def run():
+        _handoff.started = started
+        try:
+            return get_embedder().embed_query(text)
+        finally:
+            _handoff.started = None
+            started.set()
+
+    future = _query_pool.submit(run)
+    # The encoder runs without the GIL, but reaching it (tokens, arrays) needs the GIL, and a
+    # caller that goes straight on to Python work (the ORM) keeps it: the encoder's thread then
+    # started its run only when the caller next blocked, after the database work instead of
+    # beside it (a dense search: ~2 ms later). The caller waits, GIL released, until the thread
+    # is about to enter the encoder (``native_run_starts``); bounded, for a pool whose threads
+    # are all busy.
+    started.wait(QUERY_HANDOFF_SECONDS)
+    return future
+
+
+_handoff = threading.local()
+
+
+def native_run_starts() -> None:
+    """An encoder calls this just before its native run, which releases the GIL: a caller of
+    ``embed_query_soon`` waiting for the hand-off goes on from here."""
+    started = getattr(_handoff, "started", None)
+    if started is not None:
+        started.set()
 
 
 def is_loaded() -> bool:
