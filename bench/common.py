@@ -51,8 +51,9 @@ def bench_env(data_dir: Path, **extra) -> dict:
 def setup_django(data_dir: Path | None = None, **extra) -> Path:
     """Django in this process, on a fresh database in ``data_dir`` (a new temp folder by default)."""
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="bench-"))
+    env = bench_env(data_dir, **extra)  # read before clearing: the caller's variables pass through
     os.environ.clear()
-    os.environ.update(bench_env(data_dir, **extra))
+    os.environ.update(env)
     os.environ["DJANGO_SETTINGS_MODULE"] = "backend.settings"
     sys.path.insert(0, str(ROOT))
     import django
