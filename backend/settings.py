@@ -325,9 +325,10 @@ CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 16)
 # Documents: onnx-int8 (the packaged model exported locally, fused and quantized, run by
 # onnxruntime: the fastest here), onnx (same, fp32) or torch (sentence-transformers).
-# Queries: onnx (fp32, the same vectors as torch, a third of its latency) or torch.
+# Queries: onnx-int8, onnx or torch; empty: the documents' graph (torch documents: fp32 ONNX queries,
+# the same vectors with a third of the latency).
 EMBEDDING_BACKEND = env("EMBEDDING_BACKEND", "onnx-int8")
-QUERY_EMBEDDING_BACKEND = env("QUERY_EMBEDDING_BACKEND", "onnx")
+QUERY_EMBEDDING_BACKEND = env("QUERY_EMBEDDING_BACKEND", "")
 EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0)  # threads of one embedding run; 0: one per core
 QUERY_EMBEDDING_THREADS = env_int("QUERY_EMBEDDING_THREADS", 1)  # threads of one query's run (0: one per core)
 # The query encoder loaded as a web process starts, beside its first requests, not inside its first

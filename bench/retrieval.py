@@ -54,8 +54,8 @@ def main():
                    help="the project's EMBEDDING_BACKEND (default: the settings' default)")
     p.add_argument("--engine", default="sqlite", choices=["sqlite", "postgresql"],
                    help="sqlite: SQLite + FAISS + FTS5 (embedded default); postgresql: pgvector + full-text search")
-    p.add_argument("--query-backend", default="onnx", choices=["torch", "onnx", "onnx-int8"],
-                   help="the project's QUERY_EMBEDDING_BACKEND (default: the settings' default)")
+    p.add_argument("--query-backend", default="", choices=["", "torch", "onnx", "onnx-int8"],
+                   help="the project's QUERY_EMBEDDING_BACKEND (default: the settings' default, the documents' graph)")
     args = p.parse_args()
 
     docs, queries, judged = load(args.corpus, args.queries, args.qrels)
@@ -161,7 +161,7 @@ def run(args, docs, queries, judged):
               f"MRR@10 {result['mrr@10']:.3f}  {result['ms_per_query']} ms/query", flush=True)
     name = "retrieval" if args.backend == "onnx-int8" else f"retrieval-{args.backend}"
     name += "" if args.engine == "sqlite" else f"-{args.engine}"
-    write(name if args.query_backend == "onnx" else f"{name}-query-{args.query_backend}", args, figures)
+    write(f"{name}-query-{args.query_backend}" if args.query_backend else name, args, figures)
 
 
 if __name__ == "__main__":

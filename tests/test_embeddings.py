@@ -186,3 +186,19 @@ def test_a_search_goes_on_beside_the_query_encoder_once_its_run_has_started(monk
     assert time.perf_counter() - started < 5 and not pending.done()
     release.set()
     assert pending.result(30).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_queries_go_through_the_documents_graph_so_a_passage_finds_itself_exactly():
+    """By default a query is embedded by the documents' encoder graph (int8 with the default
+    documents backend): searching a passage's own text scores 1.0 (fp32 queries over int8
+    passages gave ~0.99), and the query runs on its own one-thread session."""
+    from backend.rag import embeddings
+
+    assert embeddings.query_backend_for("onnx-int8") == "onnx-int8"
+    assert embeddings.query_backend_for("onnx") == "onnx"
+    assert embeddings.query_backend_for("torch") == "onnx"
+    embedder = embeddings._build()  # with the settings' backends, as get_embedder() makes it
+    text = TEXTS[0]
+    score = float(embedder.embed_query(text) @ embedder.embed_documents([text])[0])
+    assert score > 0.9999, score
+    assert embedder._query_encoder().name == f"{embeddings.MODEL_NAME}@onnx-int8"
