@@ -146,6 +146,7 @@ def test_a_search_goes_on_beside_the_query_encoder_once_its_run_has_started(monk
     (which releases the GIL), not before: before, the caller went straight on to its database work
     holding the GIL, and the encoder's thread started only when that work was done. It does not
     wait for the run itself, and an encoder that never signals is waited for a bounded time only."""
+    import os
     import threading
     import time
 
@@ -186,6 +187,17 @@ def test_a_search_goes_on_beside_the_query_encoder_once_its_run_has_started(monk
     assert time.perf_counter() - started < 5 and not pending.done()
     release.set()
     assert pending.result(30).tolist() == [0.0, 0.0, 0.0]
+
+    # Every thread of the pool busy: the caller does not wait for one (it would wait its bound
+    # for nothing); its query runs when a thread is free.
+    release.clear()
+    busy = [embeddings.embed_query_soon(f"busy {n}") for n in range(os.cpu_count() or 1)]
+    monkeypatch.setattr(embeddings, "QUERY_HANDOFF_SECONDS", 20.0)
+    started = time.perf_counter()
+    queued = embeddings.embed_query_soon("queued")
+    assert time.perf_counter() - started < 5 and not queued.done()
+    release.set()
+    assert all(f.result(30).tolist() == [0.0, 0.0, 0.0] for f in [*busy, queued])
 
 
 def test_queries_go_through_the_documents_graph_so_a_passage_finds_itself_exactly():

@@ -393,6 +393,7 @@ def _build() -> Embedder:
 
 
 _query_pool = None
+_query_busy = 0  # queries handed to the pool and not yet done (under _query_pool_lock)
 QUERY_HANDOFF_SECONDS = 0.002
 _query_pool_lock = threading.Lock()
 
@@ -403,31 +404,37 @@ def embed_query_soon(text: str):
     The encoder releases the GIL while it runs, so a search can read the database meanwhile
     (visible collections, keyword search) and take the vector when it first needs it: a hybrid
     search's wall time is then about the longer of the two, not their sum."""
-    global _query_pool
-    if _query_pool is None:
-        with _query_pool_lock:
-            if _query_pool is None:
-                from concurrent.futures import ThreadPoolExecutor
+    global _query_pool, _query_busy
+    workers = os.cpu_count() or 1
+    with _query_pool_lock:
+        if _query_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
 
-                _query_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="query-embed")
+            _query_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="query-embed")
+        idle = _query_busy < workers
+        _query_busy += 1
     started = threading.Event()
 
     def run():
+        global _query_busy
         _handoff.started = started
         try:
             return get_embedder().embed_query(text)
         finally:
             _handoff.started = None
             started.set()
+            with _query_pool_lock:
+                _query_busy -= 1
 
     future = _query_pool.submit(run)
     # The encoder runs without the GIL, but reaching it (tokens, arrays) needs the GIL, and a
     # caller that goes straight on to Python work (the ORM) keeps it: the encoder's thread then
     # started its run only when the caller next blocked, after the database work instead of
-    # beside it (a dense search: ~2 ms later). The caller waits, GIL released, until the thread
-    # is about to enter the encoder (``native_run_starts``); bounded, for a pool whose threads
-    # are all busy.
-    started.wait(QUERY_HANDOFF_SECONDS)
+    # beside it (a dense search: ~2 ms later). So the caller waits, GIL released, until the
+    # thread is about to enter the encoder (``native_run_starts``): when a thread is free to
+    # take it at once, and for a bounded time (an encoder that does not signal).
+    if idle:
+        started.wait(QUERY_HANDOFF_SECONDS)
     return future
 
 
