@@ -214,3 +214,17 @@ def test_queries_go_through_the_documents_graph_so_a_passage_finds_itself_exactl
     score = float(embedder.embed_query(text) @ embedder.embed_documents([text])[0])
     assert score > 0.9999, score
     assert embedder._query_encoder().name == f"{embeddings.MODEL_NAME}@onnx-int8"
+
+
+def test_an_explicit_query_backend_is_honoured_over_fp32_documents(monkeypatch):
+    """QUERY_EMBEDDING_BACKEND=onnx-int8 beside EMBEDDING_BACKEND=onnx gives int8 queries (the fp32
+    documents' encoder answered them, the setting silently ignored)."""
+    from backend.rag import embeddings
+
+    monkeypatch.setattr(embeddings, "_config", dict(embeddings._config))
+    embeddings.configure(backend="onnx", query_backend="onnx-int8")
+    embedder = embeddings._build()
+    assert embedder.name == embeddings.MODEL_NAME
+    assert embedder._query_encoder().name == f"{embeddings.MODEL_NAME}@onnx-int8"
+    embeddings.configure(backend="onnx")
+    assert isinstance(embeddings._build(), OnnxEmbedder)  # fp32 both: one encoder for both

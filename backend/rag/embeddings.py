@@ -384,7 +384,7 @@ def _build() -> Embedder:
             cache, batch_size=batch, threads=threads, quantized=True))
     if _config["query_backend"] == "torch":
         return documents if backend == "torch" else SplitEmbedder(documents, SentenceTransformerEmbedder)
-    if backend == "onnx":
+    if backend == _config["query_backend"] == "onnx":  # fp32 both: the documents' session serves queries
         return documents
     # One query is a few dozen tokens: splitting it over cores costs more in hand-offs than it
     # saves, and a web process embeds many queries side by side (one thread each, by default).
