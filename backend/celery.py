@@ -43,3 +43,12 @@ def _bind_log_ids(task=None, **_):
     ids = task.request.get("log_ids") if task is not None else None
     if isinstance(ids, dict):
         bind_contextvars(**{k: str(v)[:64] for k, v in ids.items() if k.endswith("_id")})
+
+
+@signals.task_postrun.connect
+def _send_events(**_):
+    """A task's events are handed to the process's event loop without waiting; they are out before
+    the task counts as done (and before a pool process that is recycled exits)."""
+    from backend.core import events
+
+    events.flush(10)

@@ -31,6 +31,7 @@ def test_events_from_worker_threads_share_one_loop_and_arrive_in_order(monkeypat
         thread.start()
     for thread in threads:
         thread.join()
+    assert events.flush(10)
     assert len(layer.sent) == 15
     assert len({loop for _, _, loop, _ in layer.sent}) == 1  # one loop for every send
     assert {name for *_, name in layer.sent} == {"event-publisher"}
@@ -47,7 +48,30 @@ def test_a_broken_layer_does_not_break_the_sender(monkeypatch, caplog):
     monkeypatch.setattr(events, "get_channel_layer", lambda: Broken())
     monkeypatch.setattr(events, "_server_loop", None)
     events.send_group_now("collection.1", {"kind": "DOCUMENT"})  # no exception
+    assert events.flush(10)
     assert "could not publish DOCUMENT" in caplog.text
+
+
+def test_a_thread_does_not_wait_for_its_sends_and_they_still_arrive_in_order(monkeypatch):
+    """A slow layer (a Redis round trip, a busy server loop) no longer holds the sending thread
+    (an ingestion sent a handful of progress events per document), and a slow send is not
+    overtaken by the faster ones after it."""
+    sent, gate = [], threading.Event()
+
+    class Slow:
+        async def group_send(self, group, message):
+            if message["kind"] == "0":
+                await asyncio.get_running_loop().run_in_executor(None, gate.wait, 10)
+            sent.append(message["kind"])
+
+    monkeypatch.setattr(events, "get_channel_layer", lambda: Slow())
+    monkeypatch.setattr(events, "_server_loop", None)
+    for i in range(5):
+        events.send_group_now("collection.1", {"kind": str(i)})  # returns while "0" is still being sent
+    assert sent == [] and not events.flush(0.2)
+    gate.set()
+    assert events.flush(10)
+    assert sent == ["0", "1", "2", "3", "4"]
 
 
 async def test_an_event_sent_from_a_loops_own_thread_goes_out_without_blocking_it(monkeypatch):

@@ -17,6 +17,8 @@ from typing import Callable
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
+from . import events
+
 logger = logging.getLogger(__name__)
 
 REGISTRY: dict[str, Callable] = {}
@@ -77,12 +79,12 @@ class InProcessRunner:
             self.pending.discard(future)
 
     def wait_idle(self, timeout: float = 60) -> bool:
-        """Wait until every submitted task has finished (tests and shutdown)."""
+        """Wait until every submitted task has finished and its events are sent (tests and shutdown)."""
         while True:
             with self.lock:
                 pending = set(self.pending)
             if not pending:
-                return True
+                return events.flush(timeout)
             done, not_done = wait(pending, timeout=timeout)
             if not_done:
                 return False
