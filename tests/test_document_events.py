@@ -16,7 +16,7 @@ from .ws import GraphQLWS, session_cookie
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 EVENTS = """subscription($id: ID!) { documentEvents(collectionId: $id) {
-  documentId status stage progress errorCode document { title status chunkCount } } }"""
+  documentId status stage progress errorCode document { title status stage progress chunkCount } } }"""
 TEXT = b"# Notes\n\nThe quick brown fox jumps over the lazy dog. " * 40
 
 
@@ -48,6 +48,9 @@ async def test_progress_events_arrive_in_order_until_ready(make_user):
     assert progress == sorted(progress) and progress[-1] == 100
     stages = [e["stage"] for e in events]
     assert stages.index("extracting") < stages.index("chunking") < stages.index("embedding") < stages.index("ready")
+    # The document in each event is as the event says (its row is written at intervals).
+    assert all((e["document"]["status"], e["document"]["stage"], e["document"]["progress"])
+               == (e["status"], e["stage"], e["progress"]) for e in events)
     final = events[-1]
     assert final["documentId"] == str(relay.GlobalID("Document", str(result.document.pk)))
     assert final["document"]["status"] == "READY" and final["document"]["chunkCount"] > 0

@@ -117,3 +117,35 @@ def test_the_extraction_process_dies_with_its_parent(tmp_path):
             return
         time.sleep(0.1)
     raise AssertionError("the extraction process outlived its parent")
+
+
+def _run_counting_row_writes(alice, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr(tasks.runner(), "submit", lambda name, *args: None)  # the test runs it here
+    doc = upload(alice, "plants.md", PHOTOSYNTHESIS_MD)["document"]
+    told = []
+    monkeypatch.setattr(ingest, "publish_document_event", lambda document: told.append(document.stage))
+    with CaptureQueriesContext(connection) as queries:
+        ingest.ingest(Document.objects.get().pk)
+    writes = [q["sql"] for q in queries.captured_queries
+              if q["sql"].startswith('UPDATE "documents_document"')]
+    return node(alice, doc["id"]), told, writes
+
+
+def test_a_short_run_tells_every_stage_but_writes_its_row_at_the_claim_and_the_end(alice, monkeypatch, settings):
+    settings.INGEST_PROGRESS_WRITE_INTERVAL = 3600
+    result, told, writes = _run_counting_row_writes(alice, monkeypatch)
+    assert (result["status"], result["stage"], result["progress"]) == ("READY", "ready", 100)
+    assert result["pageCount"] == 1 and result["wordCount"] > 0 and result["chunkCount"] > 0  # written at the end
+    assert told[0] == "extracting" and told[-1] == "ready"
+    assert {"chunking", "embedding", "indexing"} <= set(told)
+    assert len(writes) == 2, writes  # the claim, then READY with everything in between
+
+
+def test_with_no_interval_every_stage_is_written(alice, monkeypatch, settings):
+    settings.INGEST_PROGRESS_WRITE_INTERVAL = 0
+    result, told, writes = _run_counting_row_writes(alice, monkeypatch)
+    assert result["status"] == "READY"
+    assert len(writes) == len(told) >= 5  # the claim and each change after it

@@ -2,12 +2,15 @@
 
 Idempotent: a run starts only with the document's lease (``recovery.claim``), so a READY document
 or one another live run holds is left alone, and a half-done one starts over (its chunks are
-replaced in one transaction). Each stage is committed and then announced to the collection's
-subscribers. Whatever goes wrong ends the document FAILED with a code, never PROCESSING.
+replaced in one transaction). Each stage is announced to the collection's subscribers as it
+starts and written to the row at most every INGEST_PROGRESS_WRITE_INTERVAL (see ``_set``); the end
+is always written, then announced. Whatever goes wrong ends the document FAILED with a code, never
+PROCESSING.
 """
 
 import hashlib
 import logging
+import time
 
 import numpy as np
 from django.conf import settings
@@ -30,19 +33,34 @@ logger = logging.getLogger(__name__)
 FAILURE_HINT = "If the problem persists, try another copy of the file."
 
 
-def _set(document: Document, **fields) -> None:
+def _set(document: Document, *, write: bool = False, **fields) -> None:
+    """Change the document's state: told to its collection's subscribers at once, written to its
+    row when ``write`` or once INGEST_PROGRESS_WRITE_INTERVAL has passed since the run's last write.
+
+    A short document goes through five stages in a few tens of milliseconds; a write for each was
+    a turn of SQLite's one write lock (contended by the other ingestions and the uploads) for a
+    state that the next write replaces. A write carries every change not written yet, and the
+    run's end (READY or FAILED) is always written."""
     for name, value in fields.items():
         setattr(document, name, value)
+    unwritten = document.__dict__.setdefault("_unwritten", {})
+    unwritten.update(fields)
+    now = time.monotonic()
+    if not write and now - document.__dict__.get("_written_at", 0.0) < settings.INGEST_PROGRESS_WRITE_INTERVAL:
+        publish_document_event(document)
+        return
     with transaction.atomic():
-        now = timezone.now()
-        updated = Document.objects.filter(pk=document.pk).update(**fields, updated_at=now, heartbeat_at=now)
+        stamp = timezone.now()
+        updated = Document.objects.filter(pk=document.pk).update(**unwritten, updated_at=stamp, heartbeat_at=stamp)
+        unwritten.clear()
+        document._written_at = now
         if updated:
             publish_document_event(document)
 
 
 def fail(document: Document, code: str, message: str) -> None:
     _set(document, status=Document.Status.FAILED, stage="failed", error_code=code, error_message=message,
-         processed_at=timezone.now())
+         processed_at=timezone.now(), write=True)
 
 
 def _known(hashes, model: str) -> dict[str, bytes]:
@@ -120,6 +138,7 @@ def ingest(document_id: int) -> None:
     document = recovery.claim(document_id)
     if document is None:
         return  # finished, deleted, or in the hands of a live run
+    document._written_at = time.monotonic()  # the claim wrote the row
     publish_document_event(document)
     try:
         with recovery.heartbeat(document.pk):
@@ -179,7 +198,7 @@ def _process(document: Document) -> None:
             chunk_count=len(created), vectors_embedded=embedded, vectors_reused=len(created) - embedded)
         Collection.objects.filter(pk=document.collection_id).update(index_version=F("index_version") + 1)
         _set(document, status=Document.Status.READY, stage="ready", progress=100, chunk_count=len(created),
-             processed_at=timezone.now())
+             processed_at=timezone.now(), write=True)
     logger.info("document %s ingested: %d pages, %d chunks", document.pk, extracted.page_count, len(created),
                 extra={"document_id": document.pk, "file_type": document.file_type})
 

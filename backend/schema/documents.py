@@ -410,6 +410,12 @@ class Subscription:
                 if message.get("kind") not in DOCUMENT_KINDS:
                     continue
                 document = await sync_to_async(Document.objects.filter(pk=message["document_id"]).first)()
+                if message["status"] != DELETED:
+                    if document is None:
+                        continue  # deleted since: its DELETED event came or comes
+                    # The event is newer than the row (a run writes its progress at intervals).
+                    document.status, document.stage, document.progress, document.error_code = (
+                        message["status"], message["stage"], message["progress"], message["error_code"])
                 yield DocumentEvent(
                     document_id=relay.GlobalID("Document", str(message["document_id"])),
                     status=DocumentEventStatus[message["status"]], stage=message["stage"], progress=message["progress"],
