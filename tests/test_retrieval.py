@@ -53,6 +53,7 @@ def fill(user, documents: int, per_document: int, *, rare_every: int = 0, seed: 
 @pytest.fixture
 def small_graph(settings):
     settings.FAISS_HNSW_MIN_VECTORS = 100  # the FAISS engine builds its approximate index from 100 vectors
+    settings.PGVECTOR_EXACT_BELOW = 100  # pgvector walks its graph for more than 100 chunks
 
 
 @pytest.mark.parametrize("strategy", ["dense", "bm25", "hybrid", "multi_query"])
@@ -83,6 +84,38 @@ def test_dense_search_over_the_approximate_index_finds_what_exact_search_finds(m
     where = search.where_for([collection], None)
     found = {cid for cid, _ in engines.engine().vectors.search(query, 10, where)}
     assert len(found & exact) >= 9
+
+
+def test_on_pgvector_a_small_knowledge_base_is_searched_exactly_in_one_query(make_user, settings):
+    """The HNSW graph is one for the instance; a small collection among many rows was searched by
+    walking it (iteratively, up to hnsw.max_scan_tuples) and then once more exactly."""
+    if not on_postgresql():
+        pytest.skip("the pgvector engine needs PostgreSQL (the README's test command runs this file there too)")
+    from django.test.utils import CaptureQueriesContext
+
+    stranger, user = make_user("big@example.com"), make_user("small@example.com")
+    fill(stranger, documents=20, per_document=100, seed=5)  # 2000 chunks of someone else
+    collection = fill(user, documents=2, per_document=5, seed=6)  # 10 of this user
+    settings.PGVECTOR_EXACT_BELOW = 50
+    query = get_embedder().embed_query("immune response in the blood")
+    mine = Chunk.objects.filter(collection=collection).order_by("pk")
+    matrix = np.vstack([np.frombuffer(bytes(v), dtype=np.float32) for v in mine.values_list("vector", flat=True)])
+    ids = list(mine.values_list("pk", flat=True))
+    best = [ids[i] for i in np.argsort(-(matrix @ query))[:8]]
+    where = search.where_for([Collection.objects.get(pk=collection.pk)], None)
+    vectors = engines.engine().vectors
+    with CaptureQueriesContext(connection) as queries:
+        assert [cid for cid, _ in vectors.search(query, 8, where)] == best
+    searched = [q["sql"] for q in queries.captured_queries if "<#>" in q["sql"]]
+    assert len(searched) == 1 and "+ 0" in searched[0]  # exact: the ordering hidden from the graph
+    with CaptureQueriesContext(connection) as queries:  # counted once per index version
+        vectors.search(query, 8, where)
+    assert [("count(" in q["sql"], "<#>" in q["sql"]) for q in queries.captured_queries] == [(False, True)]
+    settings.PGVECTOR_EXACT_BELOW = 5  # now "large": the graph first
+    with CaptureQueriesContext(connection) as queries:
+        assert [cid for cid, _ in vectors.search(query, 8, where)] == best
+    searched = [q["sql"] for q in queries.captured_queries if "<#>" in q["sql"]]
+    assert "+ 0" not in searched[0]
 
 
 def test_keyword_search_stems_and_weighs_rare_words(alice):

@@ -4,12 +4,15 @@ Vectors are written in the transaction that writes their chunks, so every web pr
 sees them at once and nothing lives outside the database. A search is one SQL query with every
 filter in its WHERE clause: the HNSW scan runs iteratively (pgvector 0.8's ``iterative_scan``)
 until k rows pass the filter; when the graph cannot supply k (a very selective filter), the same
-query runs exactly over the rows the filter allows.
+query runs exactly over the rows the filter allows. Collections with few chunks in all are
+searched exactly at once (``_few_rows``).
 """
 
+import functools
 from datetime import datetime, timezone
 
 import numpy as np
+from django.conf import settings
 from django.db import connection, transaction
 
 from backend.rag.embeddings import DIMENSION, MODEL_NAME, from_bytes
@@ -26,6 +29,23 @@ INSERT_BATCH = 500  # rows per INSERT: 16 parameters each
 
 def literal(vector) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
+
+
+@functools.lru_cache(maxsize=4096)
+def _few_rows(collection_ids: tuple[int, ...], versions: tuple[int, ...] | None, limit: int) -> bool:
+    """Do these collections hold at most ``limit`` chunks (PGVECTOR_EXACT_BELOW)? Counted once per
+    index version of theirs (a change to a collection's chunks bumps it), reading at most
+    ``limit + 1`` entries of the collection index.
+
+    Such collections are searched exactly: their rows come by that index and are compared one by
+    one. The HNSW graph is one for the whole instance; for a small collection in a large table its
+    iterative scan visits up to hnsw.max_scan_tuples rows and still finds fewer than k of them,
+    and the exact query runs anyway. Most users' knowledge bases are small."""
+    chunk, _ = sql.tables()
+    clause, params = sql.collections_clause(Filter(collection_ids=collection_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {chunk} c WHERE {clause} LIMIT %s) s", [*params, limit + 1])
+        return cursor.fetchone()[0] <= limit
 
 
 class PgVectors(VectorIndex):
@@ -85,6 +105,11 @@ class PgVectors(VectorIndex):
     def search(self, vector, k: int, where: Filter) -> Ranking:
         if not where.collection_ids:
             return []
+        versions = where.versions if len(where.versions) == len(where.collection_ids) else None  # None: uncached
+        few = (_few_rows if versions else _few_rows.__wrapped__)(
+            where.collection_ids, versions, settings.PGVECTOR_EXACT_BELOW)
+        if few:  # exactly, in one query
+            return self._query(vector, k, where, exact=True)
         found = self._query(vector, k, where, exact=False)
         if len(found) < k:  # the graph ran out before k rows passed the filter
             found = self._query(vector, k, where, exact=True)
