@@ -343,7 +343,7 @@ INDEX_DIR = env("INDEX_DIR", "")  # default: DATA_DIR/indexes (FAISS files, a ca
 # (index files beside each process), or auto: pgvector when the database has the extension.
 VECTOR_BACKEND = env("VECTOR_BACKEND", "auto")
 FAISS_HNSW_MIN_VECTORS = env_int("FAISS_HNSW_MIN_VECTORS", 20_000)  # exact search below, an HNSW graph above
-PGVECTOR_EXACT_BELOW = env_int("PGVECTOR_EXACT_BELOW", 1000)  # a search's collections this small: no HNSW walk
+PGVECTOR_EXACT_BELOW = env_int("PGVECTOR_EXACT_BELOW", 500)  # a search's collections this small: no HNSW walk
 FAISS_EF_SEARCH = env_int("FAISS_EF_SEARCH", 96)
 # Keyword search reads the postings of the rarest query terms up to this many chunks (and more
 # only when needed for an exact top k).

@@ -70,3 +70,10 @@ def test_ocr(tmp_path):
     assert record["same_text"] is True
     for figures in record["runs"].values():
         assert figures["pages_read"] == 2 and figures["characters"] > 1000
+
+
+def test_small_collections(tmp_path):
+    record = run("small_collections", tmp_path)
+    assert record["table_rows"] == 2000
+    for figures in record["collections"].values():
+        assert len(figures["graph_first_ms"]) == len(figures["exact_ms"]) == 2 and min(figures["exact_ms"]) > 0
