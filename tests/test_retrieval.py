@@ -368,3 +368,25 @@ def test_the_query_vector_may_arrive_after_the_keyword_search_and_ranks_the_same
         if strategy == "hybrid":
             assert calls[:3] == ["keywords", "vector", "vectors"]
         assert ("vector" in calls) == (strategy != "bm25")
+
+
+def test_a_search_loads_its_k_best_passages_and_more_only_when_the_threshold_drops_some(make_user):
+    """The ranking fetches 4k for fusion; a search loaded all of them to keep k."""
+    from django.test.utils import CaptureQueriesContext
+
+    user = make_user()
+    fill(user, documents=10, per_document=10, seed=9)
+    query = "immune blood therapy"
+    ranked = search.search(user, query, k=30, threshold=-1.0, strategy="bm25")  # BM25 order, cosine scores
+    with CaptureQueriesContext(connection) as queries:
+        best = search.search(user, query, k=3, threshold=-0.5, strategy="bm25")
+    loads = [q["sql"] for q in queries.captured_queries if "INNER JOIN" in q["sql"] and "documents_chunk" in q["sql"]]
+    assert [h.chunk.pk for h in best] == [h.chunk.pk for h in ranked[:3]]
+    assert len(loads) == 1
+    cut = sorted(h.score for h in ranked[:20])[10]  # half of the 20 fetched under it
+    with CaptureQueriesContext(connection) as queries:
+        kept = search.search(user, query, k=3, threshold=cut, strategy="bm25")
+    loads = [q["sql"] for q in queries.captured_queries if "INNER JOIN" in q["sql"] and "documents_chunk" in q["sql"]]
+    assert [h.chunk.pk for h in kept] == [h.chunk.pk for h in ranked[:20] if h.score >= cut][:3]
+    assert len(kept) == 3 and all(h.score >= cut for h in kept)
+    assert not all(h.score >= cut for h in ranked[:3]) and len(loads) == 2  # the rest read once

@@ -83,18 +83,25 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
     fetch = k if strategy == "dense" and threshold <= -1.0 else max(k * 4, 20)
     ranked = engines.retriever().rank(strategy, query, pending.result, where, fetch)
     query_vector = pending.result()
-    chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=ranked, collection_id__in=where.collection_ids,
-                                                    superseded=False)
-              .select_related("document").order_by()}
     hits = []
-    for cid in ranked:
-        chunk = chunks.get(cid)
-        if chunk is None:
+    # The best k first, the rest of the ranking only if some of them are gone or under the
+    # threshold: most searches load k rows, not the 4k fetched for fusion.
+    for part in (ranked[:k], ranked[k:]):
+        if not part:
             continue
-        score = float(np.dot(from_bytes(bytes(chunk.vector)), query_vector))
-        if score < threshold:
-            continue
-        hits.append(Hit(chunk, score))
+        chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=part, collection_id__in=where.collection_ids,
+                                                        superseded=False)
+                  .select_related("document").order_by()}
+        for cid in part:
+            chunk = chunks.get(cid)
+            if chunk is None:
+                continue
+            score = float(np.dot(from_bytes(bytes(chunk.vector)), query_vector))
+            if score < threshold:
+                continue
+            hits.append(Hit(chunk, score))
+            if len(hits) == k:
+                break
         if len(hits) == k:
             break
     metrics.SEARCH.labels(strategy).observe(time.perf_counter() - started)

