@@ -83,3 +83,17 @@ async def test_an_event_sent_from_a_loops_own_thread_goes_out_without_blocking_i
     await asyncio.sleep(0)
     assert [(group, kind) for group, kind, *_ in layer.sent] == [("collection.1", "DOCUMENT")]
     assert layer.sent[0][2] == id(asyncio.get_running_loop())
+
+
+def test_flush_does_not_wait_for_a_loop_that_stopped(monkeypatch):
+    """A server loop that stopped (a test's, a shutting-down server) never sends what it was
+    handed; waiting for it held ``wait_idle`` and exit for their whole timeout."""
+    import time
+
+    stopped = asyncio.new_event_loop()  # never run: as a loop that has stopped
+    monkeypatch.setattr(events, "get_channel_layer", lambda: Layer())
+    monkeypatch.setattr(events, "server_loop", lambda: stopped)
+    events.send_group_now("collection.1", {"kind": "DOCUMENT"})
+    started = time.monotonic()
+    assert events.flush(5) and time.monotonic() - started < 1
+    stopped.close()

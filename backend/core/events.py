@@ -10,6 +10,7 @@ import collections
 import logging
 import os
 import threading
+import time
 
 from channels.layers import get_channel_layer
 from django.db import transaction
@@ -85,20 +86,20 @@ class _Outbox:
     LIMIT = 10_000  # unsent messages per process; beyond it (a layer that hangs) new ones are dropped, logged
 
     def __init__(self):
-        self.pending = 0
+        self.pending: collections.Counter = collections.Counter()  # unsent messages by loop
         self.idle = threading.Condition()
         self.queues: dict[asyncio.AbstractEventLoop, collections.deque] = {}
 
     def put(self, loop: asyncio.AbstractEventLoop, layer, group: str, message: dict) -> None:
         with self.idle:
-            if self.pending >= self.LIMIT:
+            if self.pending.total() >= self.LIMIT:
                 logger.error("event outbox full: %s to %s dropped", message.get("kind") or message["type"], group)
                 return
-            self.pending += 1
+            self.pending[loop] += 1
         try:
             loop.call_soon_threadsafe(self._add, loop, layer, group, message)
         except RuntimeError:  # the loop is closed
-            self._done()
+            self._done(loop)
             raise
 
     def _add(self, loop, layer, group, message) -> None:  # on the loop
@@ -118,21 +119,30 @@ class _Outbox:
                     logger.exception("could not publish %s to %s", message.get("kind") or message["type"], group)
                 finally:
                     queue.popleft()
-                    self._done()
+                    self._done(loop)
         finally:
             del self.queues[loop]
             for _ in queue:  # cancelled (the loop is stopping): these are not coming
-                self._done()
+                self._done(loop)
 
-    def _done(self) -> None:
+    def _done(self, loop) -> None:
         with self.idle:
-            self.pending -= 1
-            if not self.pending:
-                self.idle.notify_all()
+            self.pending[loop] -= 1
+            if self.pending[loop] <= 0:
+                del self.pending[loop]
+            self.idle.notify_all()
 
     def flush(self, timeout: float) -> bool:
+        """Wait until the messages handed to running loops are sent (a loop that stopped, e.g. a
+        test's, never sends its own: not waited for)."""
+        deadline = time.monotonic() + timeout
         with self.idle:
-            return self.idle.wait_for(lambda: not self.pending, timeout=timeout)
+            while any(loop.is_running() for loop in self.pending):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.idle.wait(min(left, 0.1))
+            return True
 
 
 _outbox = _Outbox()
