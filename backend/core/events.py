@@ -92,6 +92,8 @@ class _Outbox:
 
     def put(self, loop: asyncio.AbstractEventLoop, layer, group: str, message: dict) -> None:
         with self.idle:
+            for gone in [other for other in self.pending if other.is_closed()]:  # never to be sent
+                del self.pending[gone]
             if self.pending.total() >= self.LIMIT:
                 logger.error("event outbox full: %s to %s dropped", message.get("kind") or message["type"], group)
                 return
