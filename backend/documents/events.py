@@ -17,3 +17,14 @@ def document_event(document: Document, *, deleted: bool = False) -> dict:
 
 def publish_document_event(document: Document, *, deleted: bool = False) -> None:
     events.publish_group(events.collection_group(document.collection_id), document_event(document, deleted=deleted))
+
+
+def document_as_told(user, event: dict) -> Document | None:
+    """The document an event is about, as ``user`` may see it, in the state the event tells (the
+    event is newer than the row: a run writes its progress at intervals); None when it is gone or
+    out of the user's sight."""
+    document = Document.objects.visible_to(user).filter(pk=event["document_id"]).first()
+    if document is not None and event["status"] != DELETED:
+        document.status, document.stage, document.progress, document.error_code = (
+            event["status"], event["stage"], event["progress"], event["error_code"])
+    return document

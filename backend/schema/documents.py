@@ -15,7 +15,7 @@ from strawberry.scalars import JSON
 from backend.core import events
 from backend.documents import search as document_search
 from backend.documents import collections, library
-from backend.documents.events import DELETED, DOCUMENT
+from backend.documents.events import DELETED, DOCUMENT, document_as_told
 from backend.documents.models import Chunk, Collection, CollectionShare, Document, Role
 from backend.rag import retrieval
 
@@ -409,13 +409,9 @@ class Subscription:
                     return
                 if message.get("kind") not in DOCUMENT_KINDS:
                     continue
-                document = await sync_to_async(Document.objects.filter(pk=message["document_id"]).first)()
-                if message["status"] != DELETED:
-                    if document is None:
-                        continue  # deleted since: its DELETED event came or comes
-                    # The event is newer than the row (a run writes its progress at intervals).
-                    document.status, document.stage, document.progress, document.error_code = (
-                        message["status"], message["stage"], message["progress"], message["error_code"])
+                document = await sync_to_async(document_as_told)(user, message)
+                if document is None and message["status"] != DELETED:
+                    continue  # deleted or moved away since: nothing to tell
                 yield DocumentEvent(
                     document_id=relay.GlobalID("Document", str(message["document_id"])),
                     status=DocumentEventStatus[message["status"]], stage=message["stage"], progress=message["progress"],
