@@ -80,6 +80,15 @@ def test_every_node_type_has_a_rule():
     assert node_types == set(SEES), node_types ^ set(SEES)
 
 
+def test_every_node_type_is_scoped_and_identified_by_its_primary_key():
+    from backend.schema.base import ScopedNode
+
+    for name in SEES:
+        origin = schema.get_type_by_name(name).origin
+        assert issubclass(origin, ScopedNode), name  # the one mechanism that scopes objects
+        assert origin.resolve_id_attr() == "pk", name
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_who_sees_each_object_by_its_global_id(world, role):
     objects, clients = world
