@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 
 from backend.documents import collections, engines, search
 from backend.documents.models import Chunk, Collection, Document
@@ -390,3 +391,28 @@ def test_a_search_loads_its_k_best_passages_and_more_only_when_the_threshold_dro
     assert [h.chunk.pk for h in kept] == [h.chunk.pk for h in ranked[:20] if h.score >= cut][:3]
     assert len(kept) == 3 and all(h.score >= cut for h in kept)
     assert not all(h.score >= cut for h in ranked[:3]) and len(loads) == 2  # the rest read once
+
+
+def test_hits_are_loaded_as_the_orm_loads_them_and_only_from_the_searched_collections(make_user):
+    """A search's hits come by one hand-written query (backend/documents/passages.py): each chunk
+    and its document equal the ORM's, field by field (dates, JSON, booleans converted alike)."""
+    from backend.documents import passages
+
+    user, other = make_user(), make_user()
+    mine, theirs = fill(user, documents=3, per_document=4, rare_every=2, seed=11), fill(other, 1, 2, seed=12)
+    old = Chunk.objects.filter(collection=mine).order_by("pk").first()
+    Chunk.objects.filter(pk=old.pk).update(superseded=True)
+    wanted = list(Chunk.objects.filter(collection__in=[mine, theirs]).values_list("pk", flat=True))
+    loaded = passages.load(wanted, [mine.pk])
+    expected = {c.pk: c for c in Chunk.objects.filter(collection=mine, superseded=False).select_related("document")}
+    assert set(loaded) == set(expected) and old.pk not in loaded and len(loaded) == 11
+    for pk, chunk in loaded.items():
+        for field in Chunk._meta.concrete_fields:
+            assert getattr(chunk, field.attname) == getattr(expected[pk], field.attname), field.name
+        for field in Document._meta.concrete_fields:
+            assert getattr(chunk.document, field.attname) == getattr(expected[pk].document, field.attname), field.name
+        assert chunk.document.tags in (["rare"], ["common"]) and chunk.document.created_at.tzinfo is not None
+    with CaptureQueriesContext(connection) as queries:
+        assert next(iter(loaded.values())).document.title.startswith("doc ")  # cached, not fetched
+    assert not queries.captured_queries
+    assert passages.load([], [mine.pk]) == {} and passages.load(wanted, []) == {}

@@ -13,7 +13,7 @@ from backend.core.scoping import require_user
 from backend.core.throttle import throttle
 from backend.rag import retrieval
 
-from . import engines
+from . import engines, passages
 from .models import Chunk, Collection, Document
 from .codes import DocumentErrorCode
 
@@ -89,9 +89,7 @@ def search(user, query: str, *, collection_ids=None, k: int = retrieval.DEFAULTS
     for part in (ranked[:k], ranked[k:]):
         if not part:
             continue
-        chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=part, collection_id__in=where.collection_ids,
-                                                        superseded=False)
-                  .select_related("document").order_by()}
+        chunks = passages.load(part, where.collection_ids)
         for cid in part:
             chunk = chunks.get(cid)
             if chunk is None:
