@@ -127,6 +127,11 @@ HTTP_QUEUE_TIMEOUT = float(env("HTTP_QUEUE_TIMEOUT", "30"))
 # Threads that ran a request's sync code are kept for the next request, up to this many idle ones
 # (backend/core/handler.py); each keeps its SQLite connection (CONN_MAX_AGE) while it waits.
 REQUEST_THREADS_KEEP = env_int("REQUEST_THREADS_KEEP", 32)
+# pgvector's HNSW candidate list (hnsw.ef_search): "auto" grows it with the table, from 40 at up to
+# 100,000 chunks to 150 at 1,000,000 (backend/documents/engines/pgvector.py), or a fixed number.
+PGVECTOR_EF_SEARCH = env("PGVECTOR_EF_SEARCH", "auto")
+if PGVECTOR_EF_SEARCH != "auto":
+    PGVECTOR_EF_SEARCH = int(PGVECTOR_EF_SEARCH)
 if env("DATABASE_URL"):
     import dj_database_url
 
@@ -143,11 +148,11 @@ if env("DATABASE_URL"):
     else:
         DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 0)
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        # pgvector's HNSW search for every session: its candidate list, and an iterative scan that
-        # goes on until enough rows pass a query's filters (set here: no round trip per search).
-        PGVECTOR_EF_SEARCH = env_int("PGVECTOR_EF_SEARCH", 100)
-        DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
-            f"-c hnsw.ef_search={PGVECTOR_EF_SEARCH} -c hnsw.iterative_scan=relaxed_order")
+        # pgvector's HNSW search for every session: an iterative scan that goes on until enough
+        # rows pass a query's filters, and a fixed candidate list if one is set (set here: no round
+        # trip per search). By default ("auto") the engine sizes the list to the table.
+        DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c hnsw.iterative_scan=relaxed_order" + (
+            "" if PGVECTOR_EF_SEARCH == "auto" else f" -c hnsw.ef_search={PGVECTOR_EF_SEARCH}")
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

@@ -416,3 +416,50 @@ def test_hits_are_loaded_as_the_orm_loads_them_and_only_from_the_searched_collec
         assert next(iter(loaded.values())).document.title.startswith("doc ")  # cached, not fetched
     assert not queries.captured_queries
     assert passages.load([], [mine.pk]) == {} and passages.load(wanted, []) == {}
+
+
+def test_pgvector_candidate_list_grows_with_the_table():
+    from backend.documents.engines.pgvector import ef_search_for
+
+    assert [ef_search_for(n) for n in (0, 10_000, 100_000)] == [40, 40, 40]
+    assert ef_search_for(1_000_000) == 150 and ef_search_for(10_000_000) == 260
+    sizes = [ef_search_for(n) for n in range(100_000, 50_000_000, 250_000)]
+    assert sizes == sorted(sizes) and max(sizes) <= 1000
+
+
+def test_on_pgvector_a_search_sizes_the_graphs_candidate_list_to_the_table(make_user, settings, monkeypatch):
+    if not on_postgresql():
+        pytest.skip("the pgvector engine needs PostgreSQL (the README's test command runs this file there too)")
+    import time
+
+    from backend.documents.engines import pgvector
+
+    def show() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW hnsw.ef_search")
+            return int(cursor.fetchone()[0])
+
+    user = make_user()
+    collection = fill(user, documents=4, per_document=50, seed=21)
+    settings.PGVECTOR_EXACT_BELOW = 10  # the graph is walked
+    where = search.where_for([Collection.objects.get(pk=collection.pk)], None)
+    vectors, query = engines.engine().vectors, get_embedder().embed_query("immune response")
+    with connection.cursor() as cursor:  # the statistics as autovacuum would leave them
+        cursor.execute("ANALYZE documents_chunk")
+    monkeypatch.setattr(pgvector, "_table_rows", {"rows": 0, "read_at": None})
+    best = [cid for cid, _ in vectors.search(query, 5, where)]
+    assert pgvector._table_rows["rows"] >= 200 and show() == 40  # read from PostgreSQL's statistics
+    pgvector._table_rows.update(rows=1_000_000, read_at=time.monotonic())  # as a large table would give
+    assert [cid for cid, _ in vectors.search(query, 5, where)] == best and show() == 150
+    with CaptureQueriesContext(connection) as queries:  # set once per connection
+        vectors.search(query, 5, where)
+    assert not [q for q in queries.captured_queries if "set_config" in q["sql"]]
+    pgvector._table_rows.update(rows=10_000_000)
+    with transaction.atomic():  # for the transaction only: a rollback cannot leave the note wrong
+        vectors.search(query, 5, where)
+        assert show() == 260
+    assert show() == 150
+    settings.PGVECTOR_EF_SEARCH = 64  # fixed: set when the connection opens, never per search
+    with CaptureQueriesContext(connection) as queries:
+        vectors.search(query, 5, where)
+    assert not [q for q in queries.captured_queries if "set_config" in q["sql"]]
