@@ -463,3 +463,18 @@ def test_on_pgvector_a_search_sizes_the_graphs_candidate_list_to_the_table(make_
     with CaptureQueriesContext(connection) as queries:
         vectors.search(query, 5, where)
     assert not [q for q in queries.captured_queries if "set_config" in q["sql"]]
+
+
+def test_on_postgresql_a_search_runs_prepared_statements(alice):
+    """Parameters bound by the server and repeated statements prepared (DB_PREPARE_THRESHOLD):
+    PostgreSQL parses and plans a search's queries once per connection, not per search."""
+    if not on_postgresql():
+        pytest.skip("prepared statements are PostgreSQL's")
+    upload(alice, "trains.txt", TRAINS_TXT)
+    wait()
+    for _ in range(6):
+        assert search.search(alice.user, "night train reservation", k=3, threshold=-1.0, strategy="dense")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("<#>" in s for s in prepared) and any("documents_chunk" in s and "INNER JOIN" in s for s in prepared)
