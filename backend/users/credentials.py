@@ -119,7 +119,10 @@ def user_for_token(secret: str) -> User | None:
 def _token_sql() -> str:
     qn = connection.ops.quote_name
     users, tokens = qn(User._meta.db_table), qn(ApiToken._meta.db_table)
-    return (f"SELECT u.*, t.id AS token_id, t.last_used_at AS token_last_used_at FROM {tokens} t "
+    # The user's columns by name, not u.*: a prepared statement (DB_PREPARE_THRESHOLD) whose result
+    # changes shape after a migration adds a column fails in the processes still running.
+    columns = ", ".join(f"u.{qn(f.column)}" for f in User._meta.concrete_fields)
+    return (f"SELECT {columns}, t.id AS token_id, t.last_used_at AS token_last_used_at FROM {tokens} t "
             f"JOIN {users} u ON u.id = t.user_id WHERE t.token_hash = %s AND t.revoked_at IS NULL "
             f"AND (t.expires_at IS NULL OR t.expires_at > %s) AND u.is_active")
 
