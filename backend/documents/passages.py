@@ -13,6 +13,7 @@ import functools
 
 from django.db import connection
 
+from .engines import sql
 from .models import Chunk, Document
 
 
@@ -20,8 +21,7 @@ from .models import Chunk, Document
 def _plan(alias: str, vendor: str):
     """The SELECT list and, per column, its converters, for the connection ``alias``."""
     quote = connection.ops.quote_name
-    chunk_fields = [f for f in Chunk._meta.concrete_fields]
-    document_fields = [f for f in Document._meta.concrete_fields]
+    chunk_fields, document_fields = list(Chunk._meta.concrete_fields), list(Document._meta.concrete_fields)
     columns = ([f"c.{quote(f.column)}" for f in chunk_fields] + [f"d.{quote(f.column)}" for f in document_fields])
     converters = []
     for position, (field, table) in enumerate(
@@ -40,13 +40,13 @@ def load(ids, collection_ids) -> dict[int, Chunk]:
     if not ids or not collection_ids:
         return {}
     select, chunk_names, document_names, converters = _plan(connection.alias, connection.vendor)
-    quote = connection.ops.quote_name
-    sql = (f"SELECT {select} FROM {quote(Chunk._meta.db_table)} c "
-           f"INNER JOIN {quote(Document._meta.db_table)} d ON d.id = c.document_id "
-           f"WHERE c.id IN ({', '.join(['%s'] * len(ids))}) "
-           f"AND c.collection_id IN ({', '.join(['%s'] * len(collection_ids))}) AND c.superseded = %s")
+    chunk, document = sql.tables()
+    by_id, id_params = sql.in_clause("c.id", ids)
+    in_collections, collection_params = sql.in_clause("c.collection_id", (int(c) for c in collection_ids))
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*ids, *(int(c) for c in collection_ids), False])
+        cursor.execute(f"SELECT {select} FROM {chunk} c INNER JOIN {document} d ON d.id = c.document_id "
+                       f"WHERE {by_id} AND {in_collections} AND c.superseded = %s",
+                       [*id_params, *collection_params, False])
         rows = cursor.fetchall()
     db, split = connection.alias, len(chunk_names)
     cache_document = Chunk._meta.get_field("document").set_cached_value

@@ -40,7 +40,7 @@ def ef_search_for(rows: int) -> int:
     """pgvector's HNSW candidate list (``hnsw.ef_search``) for a graph of ``rows`` vectors.
 
     A graph's recall at a fixed list falls as it grows. Measured on corpus-shaped vectors
-    (bench/README.md, "pgvector's candidate list and the table's size"): a list of 40, pgvector's
+    (bench/README.md, "A search's fixed cost, cut where it was found"): a list of 40, pgvector's
     default, finds 99.4% of the exact top 10 at 100,000 rows but 87% at 1,000,000, where 100 found
     93.5-98% (three builds of the graph) and 150 97.4%. So 40 up to 100,000 rows, then growing
     with the logarithm of the size (the depth of the graph's search): 150 at 1,000,000, 260 at
