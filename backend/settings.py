@@ -345,7 +345,7 @@ EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 16)
 # the same vectors with a third of the latency).
 EMBEDDING_BACKEND = env("EMBEDDING_BACKEND", "onnx-int8")
 QUERY_EMBEDDING_BACKEND = env("QUERY_EMBEDDING_BACKEND", "")
-EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0)  # threads of one embedding run; 0: one per core
+EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0)  # encoder runs side by side, one core each; 0: one per core
 QUERY_EMBEDDING_THREADS = env_int("QUERY_EMBEDDING_THREADS", 1)  # threads of one query's run (0: one per core)
 # The query encoder loaded as a web process starts, beside its first requests, not inside its first
 # search (0.7 s on the 2-core machine; 4.4 s while the tokenizer came through transformers and torch).

