@@ -49,6 +49,24 @@ def _stop_answers(timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_other_threads_connections(request):
+    """Threads the tests leave behind (task workers, request and start-up pools, answers' loops)
+    keep their own PostgreSQL connections, and the test database cannot be dropped while they are
+    open ("being accessed by other users"). Closed here, before pytest-django drops it."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        yield
+        return
+    request.getfixturevalue("django_db_setup")  # torn down after this fixture
+    yield
+    with request.getfixturevalue("django_db_blocker").unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    connection.close()
+
+
 @pytest.fixture
 def faiss_engine(settings):
     """Tests of the FAISS files themselves: that engine whatever the database (also on PostgreSQL)."""
