@@ -150,7 +150,8 @@ def main():
     own = f"bare_encoder_{args.backend}"
     split = f"{own}_one_run_all_cores"
     if args.backend != "torch":
-        from backend.rag.embeddings import OnnxEmbedder, default_cache_dir
+        from backend.rag.embeddings import default_cache_dir
+        from backend.rag.encoders import OnnxEmbedder
 
         runs[own], runs[split] = [], []
         one_run = OnnxEmbedder(settings.MODEL_CACHE_DIR or default_cache_dir(), batch_size=settings.EMBEDDING_BATCH_SIZE,

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from backend.rag.embeddings import OnnxEmbedder, OnnxInt8Embedder, SentenceTransformerEmbedder, SplitEmbedder
+from backend.rag.encoders import OnnxEmbedder, OnnxInt8Embedder, SentenceTransformerEmbedder, SplitEmbedder
 
 TEXTS = [
     "Green plants capture light with chlorophyll and store its energy as sugar.",
@@ -161,7 +161,7 @@ def test_the_onnx_encoders_tokenize_as_transformers_does_without_importing_it(tm
         texts, truncation=True, max_length=256)["input_ids"]
     assert OnnxEmbedder(tmp_path, batch_size=4)._tokens(texts) == expected  # long texts cut at 256 as well
     # A web process loading its encoders imports neither transformers nor torch (300 MB, seconds).
-    code = ("import sys; from backend.rag.embeddings import OnnxEmbedder; "
+    code = ("import sys; from backend.rag.encoders import OnnxEmbedder; "
             f"OnnxEmbedder({str(tmp_path)!r}, batch_size=1).embed_query('x'); "
             "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
@@ -192,7 +192,7 @@ def test_a_search_goes_on_beside_the_query_encoder_once_its_run_has_started(monk
     import threading
     import time
 
-    from backend.rag import embeddings
+    from backend.rag import embeddings, encoders
 
     release, reached = threading.Event(), []
 
@@ -202,7 +202,7 @@ def test_a_search_goes_on_beside_the_query_encoder_once_its_run_has_started(monk
         def embed_query(self, text):
             time.sleep(0.2)
             reached.append(text)
-            embeddings.native_run_starts()
+            encoders.native_run_starts()
             release.wait(30)
             return np.ones(3, dtype=np.float32)
 
