@@ -88,3 +88,35 @@ async def test_login_is_refused_over_the_socket(alice):
     result = await ws.execute(f'mutation {{ login(email: "alice@example.com", password: "{PASSWORD}") {{ __typename }} }}')
     assert result["payload"]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     await ws.close()
+
+
+async def test_the_sockets_credential_checks_run_on_the_request_threads_not_the_shared_sync_thread(alice, monkeypatch):
+    """The token of a connection_init and the check when a credential changes ran on the one thread
+    that ``sync_to_async`` shares, one socket after another in a burst of clients; they run on the
+    request threads (``in_thread_pool``), as the operations' checks do."""
+    import asyncio
+    import threading
+
+    from backend.schema import views
+
+    threads = []
+
+    def recorded(original):
+        def run(*args):
+            threads.append((original.__name__, threading.current_thread().name))
+            return original(*args)
+        return run
+
+    monkeypatch.setattr(views, "_user_for_secret", recorded(views._user_for_secret))
+    monkeypatch.setattr(credentials, "credential_valid", recorded(credentials.credential_valid))
+    token, secret = await sync_to_async(credentials.create_api_token)(alice, name="ws")
+    ws = GraphQLWS()
+    assert (await ws.connect({"authorization": f"Bearer {secret}"}))["type"] == "connection_ack"
+    assert (await ws.execute(ME))["payload"]["data"]["me"]["email"] == "alice@example.com"
+    await ws.subscribe(EVENTS)
+    await asyncio.sleep(0.2)
+    await sync_to_async(credentials.revoke_api_token)(alice, token.pk)  # the socket checks again, and closes
+    assert await ws.receive() == {"type": "close", "code": 4401}
+    names = [name for name, _ in threads]  # the token at connection_init; the credential per operation and at the revocation
+    assert names[0] == "_user_for_secret" and names.count("credential_valid") >= 2, names
+    assert all(thread.startswith("db") for _, thread in threads), threads

@@ -15,6 +15,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 from strawberry.types.unset import UNSET
 
 from backend.core import events, metrics, unavailable
+from backend.core.concurrency import in_thread_pool
 from backend.core.auth import bearer_secret
 
 from . import persisted
@@ -195,7 +196,7 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         header = params.get("authorization") or params.get("Authorization")
         if header:
             secret = bearer_secret(str(header))
-            user = await database_sync_to_async(_user_for_secret)(secret) if secret else None
+            user = await in_thread_pool(_user_for_secret)(secret) if secret else None
             if user is None:
                 raise ConnectionRejectionError({"code": ErrorCode.UNAUTHENTICATED})
             context.user = user
@@ -238,7 +239,7 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         context = getattr(self, "ws_context", None)
         if context is None or context.credential is None:
             return
-        if not await database_sync_to_async(credential_valid)(context.credential):
+        if not await in_thread_pool(credential_valid)(context.credential):
             context.user, context.credential = None, None
             await self.close(code=REVOKED)
 
