@@ -174,7 +174,6 @@ def OnnxInt8Embedder(cache_dir, batch_size: int = 16, threads: int | None = None
     return OnnxEmbedder(cache_dir, batch_size, threads, quantized=True)
 
 
-
 class LazyEmbedder:
     """An embedder made on its first use, its name known before."""
 
