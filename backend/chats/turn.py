@@ -60,8 +60,10 @@ def _history(chat: Chat, before: Message | None = None) -> list[ChatMessage]:
                                 .exclude(role=Message.Role.SYSTEM))
     if before is not None:
         messages = messages.alias(position=Coalesce("reply_to_id", "id")).filter(position__lt=before.pk)
-    rows = list(messages.reverse()[: HISTORY_TURNS * 2])
-    return [ChatMessage(m.role, m.content) for m in reversed(rows)]
+    # Only the two columns a prompt needs: an answer's sources and retrieval trace (JSON) would be
+    # read and decoded for nothing, on every turn of a long chat.
+    rows = list(messages.reverse().values_list("role", "content")[: HISTORY_TURNS * 2])
+    return [ChatMessage(role, content) for role, content in reversed(rows)]
 
 
 def _retrieve(user, question: str, history: list[ChatMessage], rag: dict) -> tuple[list[dict], dict]:
