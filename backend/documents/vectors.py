@@ -123,7 +123,6 @@ def schedule_sync(collection_id: int) -> None:
     """Sync the collection's file soon, once for however many changes land before it runs."""
     from django.core.cache import cache
 
-
     if cache.add(_sync_key(collection_id), 1, timeout=600):
         from .ingest import sync_index  # ingest uses this module
 
