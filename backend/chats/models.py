@@ -80,6 +80,11 @@ class Message(models.Model):
         ordering = ["created_at", "id"]
         constraints = [models.UniqueConstraint(fields=["chat", "client_id"], name="one_client_id_per_chat",
                                                condition=Q(client_id__isnull=False))]
+        # The sweep for answers left STREAMING by a dead process (every web process, every
+        # STREAM_SWEEP_INTERVAL s) reads this small index, not every message ever written. On
+        # ``status``, not ``updated_at``: the saves of a growing answer then change no indexed
+        # column (PostgreSQL can update those rows in place).
+        indexes = [models.Index(fields=["status"], condition=Q(status="STREAMING"), name="message_streaming")]
 
     @classmethod
     def visible_q(cls, user):

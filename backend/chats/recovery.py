@@ -22,11 +22,16 @@ logger = logging.getLogger(__name__)
 INTERRUPTED_MESSAGE = "The server stopped while writing this answer; the text so far is kept."
 
 
-def interrupt_orphans(cutoff=None) -> int:
-    """Mark STREAMING answers untouched since ``cutoff`` (default: STREAM_STALE_AFTER s ago) INTERRUPTED."""
+def orphans(cutoff=None):
+    """STREAMING answers untouched since ``cutoff`` (default: STREAM_STALE_AFTER s ago)."""
     if cutoff is None:
         cutoff = timezone.now() - timedelta(seconds=settings.STREAM_STALE_AFTER)
-    count = Message.objects.filter(status=Message.Status.STREAMING, updated_at__lte=cutoff).update(
+    return Message.objects.filter(status=Message.Status.STREAMING, updated_at__lte=cutoff)
+
+
+def interrupt_orphans(cutoff=None) -> int:
+    """Mark STREAMING answers untouched since ``cutoff`` (default: STREAM_STALE_AFTER s ago) INTERRUPTED."""
+    count = orphans(cutoff).update(
         status=Message.Status.INTERRUPTED, error_message=INTERRUPTED_MESSAGE, updated_at=timezone.now())
     if count:
         logger.warning("%d answer(s) left STREAMING by a stopped process are now INTERRUPTED", count)

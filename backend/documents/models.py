@@ -122,7 +122,9 @@ class Document(models.Model):
         # (collection, original_name): an upload looks for the document it is a new version of by
         # name; without it that lookup read every document of the collection (~10 ms at 20k).
         indexes = [models.Index(fields=["collection", "status"]), models.Index(fields=["collection", "sha256"]),
-                   models.Index(fields=["collection", "original_name"])]
+                   models.Index(fields=["collection", "original_name"]),
+                   # The sweep for documents whose worker is gone (recovery.py), across collections.
+                   models.Index(fields=["status"], name="document_status")]
         constraints = [models.UniqueConstraint(fields=["collection", "sha256"], name="one_copy_per_collection")]
 
     def __str__(self):

@@ -69,10 +69,12 @@ def _lost() -> Q:
     now = timezone.now()
     processing = now - timedelta(seconds=settings.INGEST_STALE_AFTER)
     pending = now - timedelta(seconds=settings.INGEST_PENDING_STALE_AFTER)
-    return (Q(status=Document.Status.PROCESSING) & (Q(heartbeat_at__lt=processing)
-                                                    | Q(heartbeat_at__isnull=True, updated_at__lt=processing))
-            | Q(status=Document.Status.PENDING) & (Q(heartbeat_at__lt=pending)
-                                                   | Q(heartbeat_at__isnull=True, updated_at__lt=pending)))
+    lost = (Q(status=Document.Status.PROCESSING)
+            & (Q(heartbeat_at__lt=processing) | Q(heartbeat_at__isnull=True, updated_at__lt=processing))
+            | Q(status=Document.Status.PENDING)
+            & (Q(heartbeat_at__lt=pending) | Q(heartbeat_at__isnull=True, updated_at__lt=pending)))
+    # The first term lets the sweep read the status index (models.Document.Meta) for both cases.
+    return Q(status__in=[Document.Status.PROCESSING, Document.Status.PENDING]) & lost
 
 
 def is_stuck(document: Document) -> bool:
