@@ -84,7 +84,10 @@ class Message(models.Model):
         # STREAM_SWEEP_INTERVAL s) reads this small index, not every message ever written. On
         # ``status``, not ``updated_at``: the saves of a growing answer then change no indexed
         # column (PostgreSQL can update those rows in place).
-        indexes = [models.Index(fields=["status"], condition=Q(status="STREAMING"), name="message_streaming")]
+        indexes = [models.Index(fields=["status"], condition=Q(status="STREAMING"), name="message_streaming"),
+                   # A turn's quota checks count the user's answers of the last minute and of the
+                   # day, chat by chat: without it, every message the user ever wrote was read.
+                   models.Index(fields=["chat", "created_at"], name="message_chat_created")]
 
     @classmethod
     def visible_q(cls, user):
