@@ -9,6 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.test import Client
+from strawberry import relay
 
 from backend.chats import keys
 from backend.chats.models import Message
@@ -83,6 +84,28 @@ async def test_tokens_per_day_per_model_paid_by_the_server(alice_user, openai, q
     await sync_to_async(keys.set_provider_key)(user, provider="openai", api_key="sk-own")
     _, events = await stream(ws, gid, "hi again")
     assert events[-1]["__typename"] == "StreamDone"
+    await ws.close()
+
+
+@pytest.mark.asyncio
+async def test_deleting_the_chat_does_not_give_the_days_tokens_back(alice_user, openai, quotas):
+    openai.tokens = ["A ", "short ", "answer."]
+    quotas.QUOTAS["tokens_per_day"]["gpt-4"] = 1000
+    _, gid = await new_chat(alice_user, "gpt-4")
+    ws = await socket_for(alice_user)
+    _, events = await stream(ws, gid, "How many tokens does this question take?")
+    answer = events[-1]["message"]
+    rows = (await ws.execute(QUOTAS))["payload"]["data"]["quotas"]
+    used = next(r["used"] for r in rows if r["model"] == "gpt-4")
+    stored = await sync_to_async(Message.objects.get)(pk=relay.GlobalID.from_id(answer["id"]).node_id)
+    assert used == stored.prompt_tokens + stored.completion_tokens > 0  # the prompt and the answer
+    await ws.execute("mutation($id: ID!) { deleteChat(id: $id) { __typename } }", {"id": gid})
+    rows = (await ws.execute(QUOTAS))["payload"]["data"]["quotas"]
+    assert next(r["used"] for r in rows if r["model"] == "gpt-4") == used
+    quotas.QUOTAS["tokens_per_day"]["gpt-4"] = used
+    _, gid = await new_chat(alice_user, "gpt-4")
+    ext = (await refused_turn(ws, gid))["extensions"]
+    assert ext["quota"] == "TOKENS_PER_DAY" and ext["used"] == used
     await ws.close()
 
 

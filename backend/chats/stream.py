@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from backend.core import metrics
 from backend.core.concurrency import in_thread_pool
+from backend.quotas import services as quotas
 from backend.rag import pipeline
 from backend.rag.chunking import count_tokens
 from backend.rag.providers import PROVIDER_ERROR, ProviderError, typed_out
@@ -73,6 +74,7 @@ def finish_turn(turn, content: str, status: str, *, first_token_ms=None, error: 
         fields.update(groundedness=round(score, 4), unsupported_sentences=unsupported)
     if not Message.objects.filter(pk=answer.pk).update(**fields):
         return None, None
+    quotas.record_tokens(turn.chat.owner_id, turn.generator, fields["completion_tokens"], now)
     for name, value in fields.items():
         setattr(answer, name, value)
     metrics.TURNS.labels(status, answer.error_code or "").inc()

@@ -173,6 +173,7 @@ def start_turn(user, chat_id, content: str, *, client_id: str | None = None, mod
                 retrieval=retrieval_trace, sources=turn.sources if retrieval_trace is not None else [],
                 generator=generator, prompt_tokens=0 if turn.fixed_answer is not None else prompt_tokens,
                 reply_to=question)
+            quotas.record_tokens(user.pk, generator, turn.answer.prompt_tokens)
     except IntegrityError:
         sent = _sent(chat, client_id, content) if client_id is not None else None
         if sent is None:  # not a concurrent send of the same question

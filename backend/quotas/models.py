@@ -20,3 +20,22 @@ class QuotaOverride(models.Model):
 
     def __str__(self):
         return f"Quotas of {self.user}"
+
+
+class DailyTokens(models.Model):
+    """Tokens a user's answers used, per model and UTC day: what tokens-per-day quotas count.
+
+    Written as turns start (the prompt) and end (the completion). It outlives the chats: deleting
+    a chat does not give its tokens back, as counting the stored answers did.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_tokens")
+    day = models.DateField()
+    model = models.CharField(max_length=40)
+    tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "day", "model"], name="one_token_count_per_day")]
+
+    def __str__(self):
+        return f"{self.tokens} {self.model} tokens of {self.user} on {self.day}"

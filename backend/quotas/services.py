@@ -2,10 +2,12 @@
 or a stored file.
 
 Limits come from settings (``QUOTAS``, ``GUEST_QUOTAS`` for guests) with the user's
-``QuotaOverride`` over them; a limit of None is unlimited. Usage is counted from the database (the
-answers a model wrote today, the answers of the last minute, the documents a user uploaded), so it
-holds across processes with no counter to drift. Tokens count against a model only when the
-server's key pays for them: a user's own provider key has no token quota.
+``QuotaOverride`` over them; a limit of None is unlimited. Usage is read from the database, so it
+holds across processes: a day's tokens from ``DailyTokens`` (added to as turns start and end, in
+the database, and kept when chats are deleted: counting the stored answers gave a deleted chat's
+tokens back), the answers of the last minute, the documents a user uploaded. Tokens count
+against a model only when the server's key pays for them: a user's own provider key has no token
+quota.
 
 The checks are made before anything is stored; two requests arriving together can both pass the
 last unit of a quota (a soft limit, by at most the concurrent requests).
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone as dt_timezone
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Min, Sum
 from django.utils import timezone
 
@@ -71,11 +74,33 @@ def _answers(user):
     return Message.objects.filter(chat__owner=user, role=Message.Role.ASSISTANT)
 
 
-def tokens_today(user, model_id: str, now: datetime) -> int:
-    day_start = _day_end(now) - timedelta(days=1)
-    total = (_answers(user).filter(generator=model_id, created_at__gte=day_start)
-             .aggregate(n=Sum(F("prompt_tokens") + F("completion_tokens")))["n"])
-    return int(total or 0)
+def _day(now: datetime):
+    return now.astimezone(dt_timezone.utc).date()
+
+
+def record_tokens(user_id: int, model_id: str, tokens: int, now: datetime | None = None) -> None:
+    """Add ``tokens`` to the user's count for ``model_id`` today (UTC): a turn's prompt as it
+    starts, its completion as it ends."""
+    from .models import DailyTokens
+
+    if tokens <= 0 or not model_id:
+        return
+    day = _day(now or timezone.now())
+    row = DailyTokens.objects.filter(user_id=user_id, day=day, model=model_id)
+    if row.update(tokens=F("tokens") + tokens):
+        return
+    try:
+        with transaction.atomic():
+            DailyTokens.objects.create(user_id=user_id, day=day, model=model_id, tokens=tokens)
+    except IntegrityError:  # a concurrent turn made the day's row first
+        row.update(tokens=F("tokens") + tokens)
+
+
+def tokens_today(user, now: datetime) -> dict[str, int]:
+    """The user's tokens of today (UTC), per model."""
+    from .models import DailyTokens
+
+    return dict(DailyTokens.objects.filter(user=user, day=_day(now)).values_list("model", "tokens"))
 
 
 def turns_usage(user, limit: int | None, now: datetime) -> Usage:
@@ -106,9 +131,10 @@ def usage(user) -> list[Usage]:
     limits_ = limits(user)
     creds = credentials(user)
     rows = []
+    used = tokens_today(user, now)
     for model_id in catalog.LANGUAGE_MODELS:
         limit = limits_["tokens_per_day"].get(model_id) if _paid_by_server(model_id, creds) else None
-        rows.append(Usage(TOKENS_PER_DAY, tokens_today(user, model_id, now), limit, model=model_id,
+        rows.append(Usage(TOKENS_PER_DAY, used.get(model_id, 0), limit, model=model_id,
                           resets_at=_day_end(now)))
     rows.append(turns_usage(user, limits_["turns_per_minute"], now))
     rows.extend(storage_usage(user, limits_))
@@ -136,7 +162,7 @@ def check_turn(user, generator: str, creds: catalog.Credentials) -> None:
     if generator in catalog.LANGUAGE_MODELS and _paid_by_server(generator, creds):
         limit = limits_["tokens_per_day"].get(generator)
         if limit is not None:
-            row = Usage(TOKENS_PER_DAY, tokens_today(user, generator, now), limit, model=generator,
+            row = Usage(TOKENS_PER_DAY, tokens_today(user, now).get(generator, 0), limit, model=generator,
                         resets_at=_day_end(now))
             if row.exceeded:
                 raise _refuse(row, f"{catalog.BY_ID[generator].name} tokens per day")
