@@ -15,6 +15,7 @@ from backend.chats import keys
 from backend.chats.models import Message
 from backend.documents.models import Document
 from backend.quotas.models import QuotaOverride
+from backend.quotas.services import record_tokens
 
 from .conftest import GraphQLClient, error_codes
 from .test_chats import STREAM, alice_user, fake, new_chat, openai, socket_for, stream  # noqa: F401
@@ -166,3 +167,9 @@ def test_guests_get_smaller_defaults_and_the_admin_overrides_them(quotas, make_u
     QuotaOverride.objects.filter(user=user).update(unlimited=True)
     rows = client(QUOTAS)["data"]["quotas"]
     assert all(r["limit"] is None for r in rows)
+
+    # The operator sees what each user used, per day and model (read-only).
+    record_tokens(user.pk, "gpt-4", 1234)
+    page = admin.get("/admin/quotas/dailytokens/")
+    assert page.status_code == 200 and b"carol@example.com" in page.content and b"1234" in page.content
+    assert admin.get("/admin/quotas/dailytokens/add/").status_code == 403
