@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from django.db import transaction
 from django.utils import timezone
 
 from backend.core import metrics
@@ -72,9 +73,11 @@ def finish_turn(turn, content: str, status: str, *, first_token_ms=None, error: 
     if turn.passages and content:
         score, unsupported = pipeline.groundedness(content, turn.passages)
         fields.update(groundedness=round(score, 4), unsupported_sentences=unsupported)
-    if not Message.objects.filter(pk=answer.pk).update(**fields):
-        return None, None
-    quotas.record_tokens(turn.chat.owner_id, turn.generator, fields["completion_tokens"], now)
+    with transaction.atomic():  # one commit: the answer, the day's tokens, the chat's time
+        if not Message.objects.filter(pk=answer.pk).update(**fields):
+            return None, None
+        quotas.record_tokens(turn.chat.owner_id, turn.generator, fields["completion_tokens"], now)
+        Chat.objects.filter(pk=turn.chat.pk).update(updated_at=now)
     for name, value in fields.items():
         setattr(answer, name, value)
     metrics.TURNS.labels(status, answer.error_code or "").inc()
@@ -82,7 +85,6 @@ def finish_turn(turn, content: str, status: str, *, first_token_ms=None, error: 
         "answer_id": answer.pk, "status": status, "error_code": answer.error_code or None,
         "generator": turn.generator, "completion_tokens": answer.completion_tokens,
         "latency_ms": answer.latency_ms, "first_token_ms": first_token_ms})
-    Chat.objects.filter(pk=turn.chat.pk).update(updated_at=now)
     chat = Chat.objects.filter(pk=turn.chat.pk).first()
     return (answer, chat) if chat is not None else (None, None)
 
