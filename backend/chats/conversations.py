@@ -7,6 +7,7 @@ import in ``portability.py``.
 
 from datetime import timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
 from backend.core.errors import NotFound
@@ -27,6 +28,19 @@ def get_chat(user, pk) -> Chat:
     if chat is None:
         raise NotFound("No such chat.")
     return chat
+
+
+def list_chats(user, *, search: str | None = None, archived: bool | None = False):
+    """The user's chats, pinned first, then the latest; ``search``: in their titles and messages
+    (the user's own messages only: matching every user's first read every message stored)."""
+    _require(user)
+    chats = Chat.objects.visible_to(user)
+    if archived is not None:
+        chats = chats.filter(archived=archived)
+    if search:
+        matching = Message.objects.visible_to(user).filter(content__icontains=search).values("chat_id")
+        chats = chats.filter(Q(title__icontains=search) | Q(pk__in=matching))
+    return chats.order_by("-pinned", "-updated_at", "-id")
 
 
 def get_message(user, pk) -> Message:

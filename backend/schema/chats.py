@@ -5,7 +5,6 @@ from datetime import datetime
 
 import strawberry
 import strawberry_django
-from django.db.models import Q
 from strawberry import relay
 from strawberry.scalars import JSON
 
@@ -266,14 +265,7 @@ class Query:
 
     @strawberry_django.connection(Connection[ChatType], description="Your chats, pinned first.")
     def chats(self, info: Info, search: str | None = None, archived: bool | None = False) -> list[ChatType]:
-        info.context.get_user()
-        queryset = Chat.objects.all()
-        if archived is not None:
-            queryset = queryset.filter(archived=archived)
-        if search:
-            matching = Message.objects.filter(content__icontains=search).values("chat_id")
-            queryset = queryset.filter(Q(title__icontains=search) | Q(pk__in=matching))
-        return queryset.order_by("-pinned", "-updated_at", "-id")
+        return conversations.list_chats(info.context.get_user(), search=search, archived=archived)
 
     @strawberry_django.connection(Connection[AiPresetType], description="Your AI parameter presets.")
     def ai_presets(self, info: Info) -> list[AiPresetType]:
