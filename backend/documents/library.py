@@ -58,6 +58,31 @@ def _clean_tags(tags) -> list[str]:
     return clean
 
 
+def list_documents(user, *, collection_id=None, status=None, file_type=None, tags=None, created_after=None,
+                   created_before=None, title_contains=None, order_by: str = "-created_at"):
+    """The documents ``user`` may read, filtered; tags: all of them (matched here: SQLite's JSON
+    has no containment lookup), among the user's documents only."""
+    _require(user)
+    documents = Document.objects.visible_to(user)
+    if collection_id is not None:
+        documents = documents.filter(collection_id=collection_id)
+    if status is not None:
+        documents = documents.filter(status=status)
+    if file_type is not None:
+        documents = documents.filter(file_type=file_type)
+    if created_after is not None:
+        documents = documents.filter(created_at__gte=created_after)
+    if created_before is not None:
+        documents = documents.filter(created_at__lt=created_before)
+    if title_contains:
+        documents = documents.filter(title__icontains=title_contains)
+    if tags:
+        wanted = {t.strip().lower() for t in tags}
+        documents = documents.filter(pk__in=[pk for pk, have in documents.values_list("pk", "tags")
+                                             if wanted.issubset(set(have))])
+    return documents.order_by(order_by, "-id")
+
+
 @dataclass
 class UploadResult:
     document: Document

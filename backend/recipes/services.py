@@ -5,7 +5,7 @@ import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from backend.core import userdata
 from backend.core.errors import Forbidden, NotFound
@@ -67,6 +67,25 @@ def _clean(fields: dict) -> dict:
             raise _field("visibility", "PRIVATE or SHARED.", RecipeErrorCode.INVALID_CHOICE)
         clean["visibility"] = fields["visibility"]
     return clean
+
+
+def list_recipes(user, *, scope: str = "all", category: str | None = None, tag: str | None = None,
+                 text: str | None = None):
+    """The recipes ``user`` may read (``scope``: all, mine or shared by others), filtered."""
+    _require(user)
+    recipes = Recipe.objects.visible_to(user)
+    if scope == "mine":
+        recipes = recipes.filter(owner=user)
+    elif scope == "shared":
+        recipes = recipes.filter(visibility=Recipe.Visibility.SHARED).exclude(owner=user)
+    if category:
+        recipes = recipes.filter(category=category.strip().lower())
+    if text:
+        recipes = recipes.filter(Q(title__icontains=text) | Q(description__icontains=text) | Q(template__icontains=text))
+    if tag:  # matched here: SQLite's JSON has no containment lookup
+        wanted = tag.strip().lower()
+        recipes = recipes.filter(pk__in=[pk for pk, tags in recipes.values_list("pk", "tags") if wanted in tags])
+    return recipes
 
 
 def get_recipe(user, pk, *, edit: bool = False) -> Recipe:

@@ -272,25 +272,10 @@ class Query:
         created_before: datetime | None = None, title_contains: str | None = None,
         order_by: DocumentOrder = DocumentOrder.NEWEST,
     ) -> list[DocumentType]:
-        info.context.get_user()
-        queryset = Document.objects.all()
-        if collection_id is not None:
-            queryset = queryset.filter(collection_id=_collection_pk(collection_id))
-        if status is not None:
-            queryset = queryset.filter(status=status.value)
-        if file_type is not None:
-            queryset = queryset.filter(file_type=file_type.value)
-        if created_after is not None:
-            queryset = queryset.filter(created_at__gte=created_after)
-        if created_before is not None:
-            queryset = queryset.filter(created_at__lt=created_before)
-        if title_contains:
-            queryset = queryset.filter(title__icontains=title_contains)
-        if tags:
-            wanted = {t.strip().lower() for t in tags}
-            ids = [pk for pk, doc_tags in queryset.values_list("pk", "tags") if wanted.issubset(set(doc_tags))]
-            queryset = queryset.filter(pk__in=ids)
-        return queryset.order_by(order_by.value, "-id")
+        return library.list_documents(
+            info.context.get_user(), collection_id=_collection_pk(collection_id), status=status and status.value,
+            file_type=file_type and file_type.value, tags=tags, created_after=created_after,
+            created_before=created_before, title_contains=title_contains, order_by=order_by.value)
 
     @strawberry_django.connection(Connection[CollectionType], description="Collections you may read.")
     def collections(self, info: Info) -> list[CollectionType]:

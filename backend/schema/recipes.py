@@ -5,7 +5,6 @@ from datetime import datetime
 
 import strawberry
 import strawberry_django
-from django.db.models import Q
 from strawberry import relay
 from strawberry.scalars import JSON
 
@@ -73,21 +72,8 @@ class Query:
     @strawberry_django.connection(Connection[RecipeType], description="Your recipes and shared ones.")
     def recipes(self, info: Info, scope: RecipeScope = RecipeScope.ALL, category: str | None = None,
                 tag: str | None = None, text: str | None = None) -> list[RecipeType]:
-        user = info.context.get_user()
-        queryset = Recipe.objects.all()
-        if scope == RecipeScope.MINE:
-            queryset = queryset.filter(owner=user)
-        elif scope == RecipeScope.SHARED:
-            queryset = queryset.filter(visibility=Recipe.Visibility.SHARED).exclude(owner=user)
-        if category:
-            queryset = queryset.filter(category=category.strip().lower())
-        if text:
-            queryset = queryset.filter(Q(title__icontains=text) | Q(description__icontains=text)
-                                       | Q(template__icontains=text))
-        if tag:
-            wanted = tag.strip().lower()
-            queryset = queryset.filter(pk__in=[pk for pk, tags in queryset.values_list("pk", "tags") if wanted in tags])
-        return queryset
+        return services.list_recipes(info.context.get_user(), scope=scope.value, category=category, tag=tag,
+                                     text=text)
 
     @strawberry_django.field(description="Your recipes as JSON, for importRecipes.")
     def export_recipes(self, info: Info) -> JSON:
