@@ -180,9 +180,13 @@ def test_usage_stats(alice):
     rag = Chat.objects.create(owner=alice.user, title="r", model="rag-faiss")
     Message.objects.create(chat=rag, role="assistant", content="none", model="rag-faiss",
                            retrieval={"query": "q", "passages": []}, latency_ms=100, rating=-1)
+    Message.objects.create(chat=rag, role="assistant", content="found [1]", model="rag-faiss",
+                           retrieval={"query": "q2", "passages": [{"number": 1, "title": "T"}]}, latency_ms=100)
+    Message.objects.create(chat=rag, role="assistant", content="old trace", model="rag-faiss",
+                           retrieval={"query": "q3"}, latency_ms=100)  # a trace from before passages were kept
     stats = alice("""{ usageStats { ragQuestions retrievalFoundNothing ratingsUp ratingsDown
       models { model messages promptTokens completionTokens averageLatencyMs averageFirstTokenMs } } }""")["data"]["usageStats"]
-    assert stats["ragQuestions"] == 1 and stats["retrievalFoundNothing"] == 1
+    assert stats["ragQuestions"] == 3 and stats["retrievalFoundNothing"] == 2
     assert (stats["ratingsUp"], stats["ratingsDown"]) == (1, 1)
     assert stats["models"][0] == {"model": "gpt-4", "messages": 1, "promptTokens": 10, "completionTokens": 20,
                                   "averageLatencyMs": 300.0, "averageFirstTokenMs": 100.0}
