@@ -77,3 +77,11 @@ def test_small_collections(tmp_path):
     assert record["table_rows"] == 2000
     for figures in record["collections"].values():
         assert len(figures["graph_first_ms"]) == len(figures["exact_ms"]) == 2 and min(figures["exact_ms"]) > 0
+
+
+def test_queries_at_scale(tmp_path):
+    record = run("queries_at_scale", tmp_path)
+    assert record["engine"] == "sqlite" and record["heavy_user"]["messages"] == 200
+    for name in ("quota_check_before_a_turn_ms", "sweep_streaming_answers_ms", "sweep_lost_documents_ms",
+                 "upload_lookups_ms", "chat_search_ms", "usage_stats_ms"):
+        assert record[name] > 0
