@@ -31,14 +31,16 @@ def get_chat(user, pk) -> Chat:
 
 
 def list_chats(user, *, search: str | None = None, archived: bool | None = False):
-    """The user's chats, pinned first, then the latest; ``search``: in their titles and messages
-    (the user's own messages only: matching every user's first read every message stored)."""
+    """The user's chats, pinned first, then the latest; ``search``: in their titles and finished
+    messages (the user's own: matching every user's first read every message stored; finished:
+    PostgreSQL's trigram index holds those, migration 0007)."""
     _require(user)
     chats = Chat.objects.visible_to(user)
     if archived is not None:
         chats = chats.filter(archived=archived)
     if search:
-        matching = Message.objects.visible_to(user).filter(content__icontains=search).values("chat_id")
+        matching = (Message.objects.visible_to(user).filter(~Q(status=Message.Status.STREAMING),
+                                                            content__icontains=search).values("chat_id"))
         chats = chats.filter(Q(title__icontains=search) | Q(pk__in=matching))
     return chats.order_by("-pinned", "-updated_at", "-id")
 
