@@ -228,6 +228,9 @@ async def test_rag_says_so_without_calling_a_provider_when_nothing_passes(alice_
     done = events[-1]["message"]
     assert done["content"] == settings.RAG_NO_ANSWER_TEXT and done["sources"] == []
     assert openai.requests == []
+    # Nor is anything counted against the generator's tokens of the day.
+    usage = (await ws.execute('{ quotas { model used } }'))["payload"]["data"]["quotas"]
+    assert next(row["used"] for row in usage if row["model"] == "gpt-4") == 0
     # With a passage that passes, the configured generator gets the app's prompt.
     _, events = await stream(ws, gid, "How do plants make sugar?", p={"rag": {"threshold": 0.2, "strategy": "DENSE"}})
     system = openai.requests[-1]["body"]["messages"][0]["content"]

@@ -76,7 +76,8 @@ def finish_turn(turn, content: str, status: str, *, first_token_ms=None, error: 
     with transaction.atomic():  # one commit: the answer, the day's tokens, the chat's time
         if not Message.objects.filter(pk=answer.pk).update(**fields):
             return None, None
-        quotas.record_tokens(turn.chat.owner_id, turn.generator, fields["completion_tokens"], now)
+        if turn.fixed_answer is None:  # the app's own refusal called no model: nothing to count
+            quotas.record_tokens(turn.chat.owner_id, turn.generator, fields["completion_tokens"], now)
         Chat.objects.filter(pk=turn.chat.pk).update(updated_at=now)
     for name, value in fields.items():
         setattr(answer, name, value)
