@@ -2,7 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
 from backend.core.scoping import ScopedQuerySet
@@ -87,7 +87,10 @@ class Message(models.Model):
         indexes = [models.Index(fields=["status"], condition=Q(status="STREAMING"), name="message_streaming"),
                    # A turn's quota checks count the user's answers of the last minute and of the
                    # day, chat by chat: without it, every message the user ever wrote was read.
-                   models.Index(fields=["chat", "created_at"], name="message_chat_created")]
+                   models.Index(fields=["chat", "created_at"], name="message_chat_created"),
+                   # A chat's messages in conversation order (``in_order``), read page by page:
+                   # without it every page sorted the whole chat.
+                   models.Index(F("chat"), Coalesce("reply_to", "id"), F("id"), name="message_conversation_order")]
 
     @classmethod
     def visible_q(cls, user):
