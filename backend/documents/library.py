@@ -16,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from backend.core.errors import NotFound
+from backend.core.jsonsql import contains_all
 from backend.core.scoping import require_user as _require
 from backend.core.throttle import throttle
 from backend.rag import loaders
@@ -60,8 +61,7 @@ def _clean_tags(tags) -> list[str]:
 
 def list_documents(user, *, collection_id=None, status=None, file_type=None, tags=None, created_after=None,
                    created_before=None, title_contains=None, order_by: str = "-created_at"):
-    """The documents ``user`` may read, filtered; tags: all of them (matched here: SQLite's JSON
-    has no containment lookup), among the user's documents only."""
+    """The documents ``user`` may read, filtered (``tags``: every one of them)."""
     _require(user)
     documents = Document.objects.visible_to(user)
     if collection_id is not None:
@@ -77,9 +77,7 @@ def list_documents(user, *, collection_id=None, status=None, file_type=None, tag
     if title_contains:
         documents = documents.filter(title__icontains=title_contains)
     if tags:
-        wanted = {t.strip().lower() for t in tags}
-        documents = documents.filter(pk__in=[pk for pk, have in documents.values_list("pk", "tags")
-                                             if wanted.issubset(set(have))])
+        documents = contains_all(documents, "tags", [t.strip().lower() for t in tags])
     return documents.order_by(order_by, "-id")
 
 

@@ -9,6 +9,7 @@ from django.db.models import F, Q
 
 from backend.core import userdata
 from backend.core.errors import Forbidden, NotFound
+from backend.core.jsonsql import contains_all
 from backend.core.errors import field_error as _field
 from backend.core.scoping import require_user as _require
 
@@ -82,9 +83,8 @@ def list_recipes(user, *, scope: str = "all", category: str | None = None, tag: 
         recipes = recipes.filter(category=category.strip().lower())
     if text:
         recipes = recipes.filter(Q(title__icontains=text) | Q(description__icontains=text) | Q(template__icontains=text))
-    if tag:  # matched here: SQLite's JSON has no containment lookup
-        wanted = tag.strip().lower()
-        recipes = recipes.filter(pk__in=[pk for pk, tags in recipes.values_list("pk", "tags") if wanted in tags])
+    if tag:
+        recipes = contains_all(recipes, "tags", [tag.strip().lower()])
     return recipes
 
 

@@ -5,9 +5,9 @@ search, SQLite FTS5) and the FAISS engine's list of allowed chunks, so "what a s
 written once. Table and column names come from the models.
 """
 
-import json
-
 from django.db import connection
+
+from backend.core.jsonsql import contains_all_sql
 
 from backend.rag.retrieval import Filter
 
@@ -51,14 +51,9 @@ def documents_clause(where: Filter) -> tuple[str, list]:
         clauses.append("d.created_at < %s")
         params.append(ops.adapt_datetimefield_value(where.created_before))
     if where.tags:
-        if connection.vendor == "postgresql":
-            clauses.append("d.tags @> %s::jsonb")
-            params.append(json.dumps(list(where.tags)))
-        else:
-            tags = list(where.tags)
-            clauses.append(f"(SELECT count(DISTINCT value) FROM json_each(d.tags) "
-                           f"WHERE value IN ({', '.join(['%s'] * len(tags))})) = %s")
-            params += tags + [len(tags)]
+        clause, values = contains_all_sql("d.tags", where.tags)
+        clauses.append(clause)
+        params += values
     return " AND ".join(clauses), params
 
 
