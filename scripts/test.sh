@@ -28,4 +28,4 @@ exec .venv/bin/python scripts/with_postgres.py .venv/bin/python -m pytest "$@" \
   tests/test_retrieval.py tests/test_documents.py tests/test_chats.py tests/test_chat_management.py \
   tests/test_generators.py tests/test_quotas.py tests/test_provider_failures.py tests/test_bad_input.py \
   tests/test_permissions.py tests/test_document_versions.py tests/test_knowledge_bases.py \
-  tests/test_backups.py tests/test_long_pdfs.py tests/test_query_plans.py
+  tests/test_backups.py tests/test_long_pdfs.py tests/test_query_plans.py tests/test_migrations.py

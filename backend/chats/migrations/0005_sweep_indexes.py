@@ -2,15 +2,18 @@
 
 from django.db import migrations, models
 
+from backend.core.online_index import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    atomic = False  # the index is built CONCURRENTLY on PostgreSQL (writes go on meanwhile)
 
     dependencies = [
         ('chats', '0004_message_versions_client_id'),
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='message',
             index=models.Index(condition=models.Q(('status', 'STREAMING')), fields=['status'], name='message_streaming'),
         ),

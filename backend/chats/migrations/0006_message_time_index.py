@@ -2,15 +2,18 @@
 
 from django.db import migrations, models
 
+from backend.core.online_index import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    atomic = False  # the index is built CONCURRENTLY on PostgreSQL (writes go on meanwhile)
 
     dependencies = [
         ('chats', '0005_sweep_indexes'),
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='message',
             index=models.Index(fields=['chat', 'created_at'], name='message_chat_created'),
         ),

@@ -3,15 +3,18 @@
 import django.db.models.functions.comparison
 from django.db import migrations, models
 
+from backend.core.online_index import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    atomic = False  # the index is built CONCURRENTLY on PostgreSQL (writes go on meanwhile)
 
     dependencies = [
         ('chats', '0007_message_search_index'),
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='message',
             index=models.Index(models.F('chat'), django.db.models.functions.comparison.Coalesce('reply_to', 'id'), models.F('id'), name='message_conversation_order'),
         ),

@@ -3,8 +3,11 @@
 from django.conf import settings
 from django.db import migrations, models
 
+from backend.core.online_index import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    atomic = False  # the index is built CONCURRENTLY on PostgreSQL (writes go on meanwhile)
 
     dependencies = [
         ('documents', '0006_document_versions'),
@@ -12,7 +15,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='document',
             index=models.Index(fields=['collection', 'original_name'], name='documents_d_collect_1649c8_idx'),
         ),
