@@ -62,3 +62,68 @@ def test_an_instance_is_backed_up_and_restored_into_an_empty_database(alice, tmp
 
     with pytest.raises(CommandError, match="NOT_EMPTY"):
         call_command("restore", str(path))  # never over an instance in use
+
+
+def test_a_backup_taken_while_the_server_writes_is_one_moment(alice, tmp_path, monkeypatch):
+    """Chats are read, then a new chat and its message are written (by the server, in another
+    connection), then messages are read: the archive holds neither, so its rows fit together and it
+    restores (read table after table in autocommit, it held the message without its chat)."""
+    from backend.documents import backups
+
+    before = conversations.create_chat(alice.user, title="Before", model="rag-faiss")
+    Message.objects.create(chat=before, role=Message.Role.USER, content="written before")
+    models, seen = backups._models, []
+
+    def writing_meanwhile():
+        for model in models():
+            if model is Message:
+                assert Chat in seen  # the chats are read already
+                during = conversations.create_chat(alice.user, title="During", model="rag-faiss")
+                Message.objects.create(chat=during, role=Message.Role.USER, content="written during")
+            seen.append(model)
+            yield model
+
+    monkeypatch.setattr(backups, "_models", writing_meanwhile)
+    path = tmp_path / "instance.zip"
+    call_command("backup", str(path), stdout=io.StringIO())
+    assert Message.objects.count() == 2  # the write went through while the backup read
+    monkeypatch.undo()
+
+    wipe()
+    call_command("restore", str(path), stdout=io.StringIO())
+    assert list(Chat.objects.values_list("title", flat=True)) == ["Before"]
+    assert list(Message.objects.values_list("content", flat=True)) == ["written before"]
+
+
+def test_rows_restore_a_batch_at_a_time_with_their_links_and_from_the_first_format(alice, bob, tmp_path,
+                                                                                   monkeypatch):
+    """Batches smaller than a table (so each model spans several, and many-to-many links come back),
+    and a version 1 archive (every row in one database.json) still restores."""
+    import json
+    import zipfile
+
+    from django.contrib.auth.models import Group
+
+    from backend.documents import backups
+
+    monkeypatch.setattr(backups, "BATCH", 3)
+    alice.user.groups.add(Group.objects.create(name="editors"))
+    for n in range(7):
+        chat = conversations.create_chat(bob.user if n % 2 else alice.user, title=f"chat {n}", model="rag-faiss")
+        Message.objects.bulk_create([Message(chat=chat, role=Message.Role.USER, content=f"{n}.{i}") for i in range(5)])
+    expected = sorted(Message.objects.values_list("chat__title", "content"))
+    path = tmp_path / "instance.zip"
+    call_command("backup", str(path), stdout=io.StringIO())
+    first_format = tmp_path / "version-1.zip"  # what the first backups wrote
+    with zipfile.ZipFile(path) as new, zipfile.ZipFile(first_format, "w") as old:
+        manifest = json.loads(new.read("manifest.json"))
+        assert manifest["version"] == 2 and manifest["rows"] == len(new.read("database.jsonl").splitlines())
+        old.writestr("manifest.json", json.dumps({**manifest, "version": 1}))
+        old.writestr("database.json", json.dumps([json.loads(line) for line in new.read("database.jsonl").splitlines()]))
+
+    for archive in (path, first_format):
+        wipe()
+        call_command("restore", str(archive), stdout=io.StringIO())
+        assert sorted(Message.objects.values_list("chat__title", "content")) == expected
+        assert User.objects.get(email="alice@example.com").groups.get().name == "editors"
+        assert User.objects.count() == 2

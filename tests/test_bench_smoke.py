@@ -85,3 +85,10 @@ def test_queries_at_scale(tmp_path):
     for name in ("quota_check_before_a_turn_ms", "sweep_streaming_answers_ms", "sweep_lost_documents_ms",
                  "upload_lookups_ms", "chat_search_ms", "usage_stats_ms"):
         assert record[name] > 0
+
+
+def test_backup_at_scale(tmp_path):
+    record = run("backup_at_scale", tmp_path)
+    assert record["instance"]["messages"] == 400 and record["instance"]["chunks"] == 40
+    for step in ("backup", "restore"):
+        assert record[step]["seconds"] > 0 and record[step]["peak_rss_mib"] > 0

@@ -1,16 +1,23 @@
 """Backup and restore of a whole instance (``manage.py backup`` / ``manage.py restore``).
 
 The archive is a zip like a knowledge-base archive: ``manifest.json`` (format, version, the
-embedding model, the applied migrations), ``database.json`` (every app's rows, as Django's
-serializer writes them: users, chats, documents, chunks and their vectors, ...) and
-``files/<storage key>`` (every stored file: documents of every version, avatars). Index files are
-never in it: a restored instance rebuilds them from the database. A restore goes into an empty,
-migrated database, all or nothing: rows in one transaction, files removed again if it fails.
+embedding model, the applied migrations, the counts), ``database.jsonl`` (every app's rows, one a
+line, as Django's serializer writes them: users, chats, documents, chunks and their vectors, ...)
+and ``files/<storage key>`` (every stored file: documents of every version, avatars). Index files
+are never in it: a restored instance rebuilds them from the database.
+
+Both ways run in bounded memory, a batch of rows at a time, whatever the instance's size: a backup
+reads one consistent snapshot of the database (``core/snapshot.py``) while the server writes on, a
+restore goes into an empty, migrated database, all or nothing: rows in one transaction, inserted
+a batch at a time, files removed again if it fails. Version 1 archives (all rows in one
+``database.json``) still restore.
 """
 
+import io
 import json
 import zipfile
 from datetime import datetime, timezone
+from itertools import groupby, islice
 
 from django.core import serializers
 from django.core.serializers.json import DjangoJSONEncoder
@@ -19,6 +26,7 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.migrations.recorder import MigrationRecorder
 
+from backend.core.snapshot import snapshot
 from backend.rag import embeddings
 
 from . import engines
@@ -26,7 +34,9 @@ from .archive import ArchiveError, add_file
 from .models import Collection, DocumentVersion
 
 FORMAT = "chat-backend.backup"
-VERSION = 1
+VERSION = 2
+READS = {1: "database.json", 2: "database.jsonl"}  # archive version -> its rows
+BATCH = 2000  # rows read, written or inserted at a time
 # Rows that belong to this server and are made again where it is restored.
 SKIP = {"contenttypes", "auth.permission", "sessions", "admin.logentry", "axes"}
 
@@ -41,39 +51,70 @@ def _models():
         yield model
 
 
-def _stored_keys() -> list[str]:
+def _stored_keys(alias: str) -> list[str]:
     from backend.users.models import User
 
-    keys = set(DocumentVersion.objects.values_list("storage_key", flat=True))  # documents' files, all versions
-    keys |= {name for name in User.objects.exclude(avatar="").values_list("avatar", flat=True) if name}
+    keys = set(DocumentVersion.objects.using(alias).values_list("storage_key", flat=True))  # every version's file
+    keys |= {name for name in User.objects.using(alias).exclude(avatar="").values_list("avatar", flat=True) if name}
     return sorted(keys)
+
+
+def _write_rows(out, alias: str) -> int:
+    """Every row of every model into ``out`` (binary), one JSON object a line; returns how many."""
+    count = 0
+    for model in _models():
+        rows = model._default_manager.using(alias).order_by("pk").iterator(chunk_size=BATCH)
+        while batch := list(islice(rows, BATCH)):
+            lines = [json.dumps(row, cls=DjangoJSONEncoder) for row in serializers.serialize("python", batch)]
+            out.write(("\n".join(lines) + "\n").encode())
+            count += len(lines)
+    return count
 
 
 def backup(target) -> dict:
     """Write the instance to ``target`` (a path or a binary file); returns the counts."""
-    models = list(_models())
-    rows = []
-    for model in models:  # the json serializer's rows, without a round trip through a JSON string
-        rows.extend(serializers.serialize("python", model._default_manager.order_by("pk")))
-    keys = _stored_keys()
-    manifest = {
-        "format": FORMAT, "version": VERSION, "created_at": datetime.now(timezone.utc).isoformat(),
-        "embedding": {"model": embeddings.MODEL_NAME, "dimension": embeddings.DIMENSION},
-        "migrations": sorted(f"{app}.{name}" for app, name in
-                             MigrationRecorder.Migration.objects.values_list("app", "name")),
-        "rows": len(rows), "files": len(keys),
-    }
     missing = 0
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-        archive.writestr("manifest.json", json.dumps(manifest, indent=1))
-        archive.writestr("database.json", json.dumps(rows, cls=DjangoJSONEncoder))
-        for key in keys:
+        with snapshot() as alias:  # the rows, the files they name and the schema: one moment's
+            with archive.open(READS[VERSION], "w", force_zip64=True) as out:
+                rows = _write_rows(out, alias)
+            keys = _stored_keys(alias)
+            migrations = sorted(f"{app}.{name}" for app, name in
+                                MigrationRecorder.Migration.objects.using(alias).values_list("app", "name"))
+        for key in keys:  # a stored file never changes under its key
             try:
                 with default_storage.open(key, "rb") as handle:
                     add_file(archive, f"files/{key}", handle)
             except FileNotFoundError:
                 missing += 1
-    return {"rows": len(rows), "files": len(keys) - missing, "missing_files": missing}
+        archive.writestr("manifest.json", json.dumps({  # last: it counts what the archive holds
+            "format": FORMAT, "version": VERSION, "created_at": datetime.now(timezone.utc).isoformat(),
+            "embedding": {"model": embeddings.MODEL_NAME, "dimension": embeddings.DIMENSION},
+            "migrations": migrations, "rows": rows, "files": len(keys) - missing,
+        }, indent=1))
+    return {"rows": rows, "files": len(keys) - missing, "missing_files": missing}
+
+
+def _read_rows(archive: zipfile.ZipFile, version: int):
+    """The archive's rows as deserialized objects, a batch of one model at a time."""
+    if version == 1:  # one JSON document: read whole, as it was written
+        objects = serializers.deserialize("json", archive.read(READS[1]))
+    else:
+        lines = io.TextIOWrapper(archive.open(READS[2]), encoding="utf-8")
+        objects = serializers.deserialize("python", (json.loads(line) for line in lines if line.strip()))
+    for _, same_model in groupby(objects, key=lambda obj: type(obj.object)):
+        while batch := list(islice(same_model, BATCH)):
+            yield batch
+
+
+def _insert(batch) -> None:
+    """One model's deserialized rows, inserted together (with their many-to-many links)."""
+    model = type(batch[0].object)
+    model._default_manager.bulk_create([obj.object for obj in batch], batch_size=BATCH)
+    for obj in batch:
+        for name, values in (obj.m2m_data or {}).items():
+            if values:
+                getattr(obj.object, name).set(values)
 
 
 def restore(source) -> dict:
@@ -87,8 +128,9 @@ def restore(source) -> dict:
         raise ArchiveError("ARCHIVE_INVALID", f"This is not a backup of this service ({type(exc).__name__}).")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArchiveError("ARCHIVE_INVALID", "This is not a backup of this service.")
-    if manifest.get("version") != VERSION:
-        raise ArchiveError("UNSUPPORTED_VERSION", f"This backup is of version {manifest.get('version')!r}.")
+    version = manifest.get("version")
+    if version not in READS:
+        raise ArchiveError("UNSUPPORTED_VERSION", f"This backup is of version {version!r}.")
     applied = {f"{app}.{name}" for app, name in MigrationRecorder.Migration.objects.values_list("app", "name")}
     unknown = sorted(set(manifest.get("migrations") or []) - applied)
     if unknown:
@@ -98,11 +140,12 @@ def restore(source) -> dict:
         raise ArchiveError("NOT_EMPTY", "This database holds accounts already: restore into an empty, migrated "
                                         "database.")
     written: list[str] = []
+    rows = 0
     try:
         with transaction.atomic():
-            objects = list(serializers.deserialize("json", archive.read("database.json")))
-            for obj in objects:
-                obj.save()
+            for batch in _read_rows(archive, version):
+                _insert(batch)
+                rows += len(batch)
             for name in archive.namelist():
                 if name.startswith("files/") and not name.endswith("/"):
                     key = name[len("files/"):]
@@ -120,7 +163,7 @@ def restore(source) -> dict:
         raise ArchiveError("ARCHIVE_INVALID", f"This backup could not be loaded ({type(exc).__name__}: {exc}).")
     for collection_id in Collection.objects.values_list("pk", flat=True):  # derived indexes, made again
         engines.engine().vectors.rebuild(collection_id)
-    return {"rows": len(objects), "files": len(written)}
+    return {"rows": rows, "files": len(written)}
 
 
 def _remove(keys) -> None:
