@@ -68,14 +68,15 @@ def add_file(archive: zipfile.ZipFile, name: str, handle) -> None:
             out.write(block)
 
 
-def write(target, manifest: dict, files: dict[str, object], chunks: dict[int, list[dict]]) -> None:
-    """``files``: sha256 -> a readable binary file (opened, read and closed here, one at a time)."""
+def write(target, manifest: dict, files: dict[str, object], chunks) -> None:
+    """``files``: sha256 -> a function opening a readable binary file (opened, read and closed here,
+    one at a time); ``chunks``: (document index, its rows) pairs, each written as it comes."""
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         archive.writestr("manifest.json", json.dumps({"format": FORMAT, "version": VERSION, **manifest}, indent=1))
         for sha256, opener in files.items():
             with opener() as handle:
                 add_file(archive, f"files/{sha256}", handle)
-        for index, rows in chunks.items():
+        for index, rows in chunks:
             archive.writestr(f"chunks/{index}.jsonl", "\n".join(json.dumps(row) for row in rows))
 
 

@@ -5,14 +5,16 @@ An import is all or nothing: a refused archive leaves no collection, row or stor
 """
 
 import tempfile
+from collections import Counter
 from datetime import datetime, timezone
+from itertools import groupby
 
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F
 
 from backend.core.errors import NotFound
 from backend.core.scoping import require_user
@@ -40,7 +42,7 @@ def export_collection(user, uid) -> tuple[object, Collection]:
     versions: dict[int, list[DocumentVersion]] = {}
     for version in DocumentVersion.objects.filter(document__in=documents).order_by("number"):
         versions.setdefault(version.document_id, []).append(version)
-    files, chunks, described, models = {}, {}, [], {}
+    files, described, ready = {}, [], {}
     for index, document in enumerate(documents):
         described.append({
             "title": document.title, "tags": document.tags, "metadata": document.metadata,
@@ -53,25 +55,31 @@ def export_collection(user, uid) -> tuple[object, Collection]:
         for v in versions.get(document.pk, []):
             files.setdefault(v.sha256, lambda key=v.storage_key: default_storage.open(key, "rb"))
         if document.status == Document.Status.READY:
-            rows = []
-            for chunk in Chunk.objects.filter(document=document, superseded=False).order_by("position"):
-                row = {name: getattr(chunk, name) for name in CHUNK_FIELDS}
-                row["vector"] = archive.vector_to_text(bytes(chunk.vector))
-                rows.append(row)
-                models[chunk.embedding_model] = models.get(chunk.embedding_model, 0) + 1
-            chunks[index] = rows
+            ready[document.pk] = index
+    current = Chunk.objects.filter(collection=collection, document__status=Document.Status.READY, superseded=False)
+    models = Counter(dict(current.values_list("embedding_model").annotate(n=Count("pk")).order_by()))
     manifest = {
         "exported_at": datetime.now(timezone.utc).isoformat(),
-        "embedding": {"model": max(models, key=models.get) if models else embeddings.MODEL_NAME,
+        "embedding": {"model": models.most_common(1)[0][0] if models else embeddings.MODEL_NAME,
                       "dimension": embeddings.DIMENSION},
         "chunking": {"size": settings.CHUNK_SIZE, "overlap": settings.CHUNK_OVERLAP},
         "collection": {"name": collection.name, "description": collection.description},
         "documents": described,
     }
     target = tempfile.SpooledTemporaryFile(max_size=64 << 20)
-    archive.write(target, manifest, files, chunks)
+    archive.write(target, manifest, files, _chunk_rows(current, ready))
     target.seek(0)
     return target, collection
+
+
+def _chunk_rows(current, ready: dict[int, int]):
+    """(document index, its current chunks as archive rows), read a few thousand chunks at a time."""
+    rows = current.order_by("document_id", "position").values_list("document_id", "vector", *CHUNK_FIELDS)
+    for document_id, group in groupby(rows.iterator(chunk_size=2000), key=lambda row: row[0]):
+        if document_id not in ready:  # READY since the documents were listed: not in this archive
+            continue
+        yield ready[document_id], [{**dict(zip(CHUNK_FIELDS, row[2:])), "vector": archive.vector_to_text(bytes(row[1]))}
+                                   for row in group]
 
 
 def _refuse(code: str, message: str):
