@@ -160,16 +160,22 @@ def test_regenerate_makes_a_new_version_in_place_and_keeps_the_old_one(alice):
         assert refused["data"]["regenerateMessage"]["messages"][0]["code"] == "STILL_STREAMING"
 
 
-def test_old_chats_are_purged_by_each_users_retention(alice, bob):
+def test_old_chats_are_purged_by_each_users_retention(alice, bob, make_user):
     alice(f'mutation {{ updatePreferences(preferences: {{ privacy: {{ chatHistoryRetentionDays: 30 }} }}) {{ __typename }} }}')
     old = _chat_with_messages(alice.user, "old", ["q"])
     _chat_with_messages(alice.user, "new", ["q"])
     bobs_old = _chat_with_messages(bob.user, "bob old", ["q"])  # bob keeps chats forever (0)
+    carol = make_user("carol@example.com")
+    carol.preferences = {"privacy": {"chat_history_retention_days": 400}}
+    carol.save()
+    carols = [_chat_with_messages(carol, title, ["q"]) for title in ("carol 500 days", "carol 300 days")]
     Chat.objects.filter(pk__in=[old.pk, bobs_old.pk]).update(updated_at=timezone.now() - timedelta(days=31))
+    for chat, days in zip(carols, (500, 300)):
+        Chat.objects.filter(pk=chat.pk).update(updated_at=timezone.now() - timedelta(days=days))
     out = io.StringIO()
     call_command("purge_chats", stdout=out)
-    assert "purged 1" in out.getvalue()
-    assert set(Chat.objects.values_list("title", flat=True)) == {"new", "bob old"}
+    assert "purged 2" in out.getvalue()
+    assert set(Chat.objects.values_list("title", flat=True)) == {"new", "bob old", "carol 300 days"}
 
 
 def test_usage_stats(alice):

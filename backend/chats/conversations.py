@@ -115,14 +115,17 @@ def rate_message(user, pk, *, rating: int | None, comment: str = "") -> Message:
 
 
 def purge_expired_chats(now=None) -> int:
+    """Delete the chats each user's retention has passed (the daily ``purge_chats``). Only users who
+    set a retention are read (the default, 0, keeps chats forever), a few hundred at a time."""
     from backend.users.models import User
     from backend.users.preferences import effective
 
     now = now or timezone.now()
     removed = 0
-    for user in User.objects.filter(chats__isnull=False).distinct():
-        days = effective(user.preferences)["privacy"]["chat_history_retention_days"]
+    users = User.objects.filter(preferences__privacy__chat_history_retention_days__gt=0)
+    for pk, preferences in users.values_list("pk", "preferences").iterator(chunk_size=500):
+        days = effective(preferences)["privacy"]["chat_history_retention_days"]
         if days:
-            removed += Chat.objects.filter(owner=user, updated_at__lt=now - timedelta(days=days)).delete()[1].get(
+            removed += Chat.objects.filter(owner_id=pk, updated_at__lt=now - timedelta(days=days)).delete()[1].get(
                 "chats.Chat", 0)
     return removed
