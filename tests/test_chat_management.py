@@ -160,6 +160,27 @@ def test_regenerate_makes_a_new_version_in_place_and_keeps_the_old_one(alice):
         assert refused["data"]["regenerateMessage"]["messages"][0]["code"] == "STILL_STREAMING"
 
 
+def test_a_long_chat_is_deleted_with_its_messages_in_a_few_statements(alice, bob):
+    """Deleting a chat does not read its messages first (it did: a query per few hundred, 3.4 s for
+    20,000 on SQLite, holding the write lock), and leaves the other chats' messages alone; a question
+    deleted without its answers is still refused by the database."""
+    from django.db import IntegrityError, connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    long, kept = (Chat.objects.create(owner=user, title=title, model="gpt-4")
+                  for user, title in ((alice.user, "long"), (bob.user, "kept")))
+    for chat in (long, kept):
+        questions = Message.objects.bulk_create([Message(chat=chat, role="user", content=f"q{i}") for i in range(600)])
+        Message.objects.bulk_create([Message(chat=chat, role="assistant", content=f"a{i}", reply_to=q)
+                                     for i, q in enumerate(questions)])
+    with CaptureQueriesContext(connection) as statements:
+        conversations.delete_chat(alice.user, long.pk)
+    assert len(statements) <= 6, [q["sql"][:80] for q in statements]
+    assert not Message.objects.filter(chat_id=long.pk).exists() and Message.objects.filter(chat=kept).count() == 1200
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Message.objects.filter(chat=kept, role="user")[:1].get().delete()
+
+
 def test_old_chats_are_purged_by_each_users_retention(alice, bob, make_user):
     alice(f'mutation {{ updatePreferences(preferences: {{ privacy: {{ chatHistoryRetentionDays: 30 }} }}) {{ __typename }} }}')
     old = _chat_with_messages(alice.user, "old", ["q"])
