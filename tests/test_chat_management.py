@@ -220,14 +220,26 @@ def test_usage_stats(alice):
 
 
 def test_account_export_carries_chats_and_presets(alice, bob):
-    _chat_with_messages(alice.user, "Plants", ["q", "a"])
+    """Each chat with its current messages in conversation order (a regenerated answer in its
+    question's place, the earlier version left out), the other users' chats not at all."""
+    plants = _chat_with_messages(alice.user, "Plants", ["q", "a"])
+    trains = _chat_with_messages(alice.user, "Trains", ["q1", "a1", "q2", "a2"])
+    _chat_with_messages(bob.user, "Bob's", ["bob's question"])
+    q1, a1 = trains.messages.order_by("id")[:2]
+    Message.objects.filter(pk=a1.pk).update(reply_to=q1, superseded=True)
+    Message.objects.create(chat=trains, role="assistant", content="a1, again", reply_to=q1)
     presets.create_preset(alice.user, name="P", model="gpt-4")
     exported = alice("{ exportMyData }")["data"]["exportMyData"]
-    assert exported["chats"]["chats"][0]["title"] == "Plants" and exported["chats"]["presets"][0]["name"] == "P"
+    chats = {c["title"]: [(m["role"], m["content"]) for m in c["messages"]] for c in exported["chats"]["chats"]}
+    assert chats == {"Plants": [("user", "q"), ("assistant", "a")],
+                     "Trains": [("user", "q1"), ("assistant", "a1, again"), ("user", "q2"), ("assistant", "a2")]}
+    first = exported["chats"]["chats"][[c["title"] for c in exported["chats"]["chats"]].index("Plants")]["messages"][0]
+    assert first["uid"] == str(plants.messages.order_by("id")[0].uid) and first["created_at"].startswith("20")
+    assert exported["chats"]["presets"][0]["name"] == "P"
     imp = "mutation($d: JSON!) { importMyData(data: $d) { ... on ImportResult { chatsCreated presetsCreated } } }"
     first = bob(imp, {"d": exported})["data"]["importMyData"]
     second = bob(imp, {"d": exported})["data"]["importMyData"]
-    assert first == {"chatsCreated": 1, "presetsCreated": 1}
+    assert first == {"chatsCreated": 2, "presetsCreated": 1}
     assert second == {"chatsCreated": 0, "presetsCreated": 0}
 
 

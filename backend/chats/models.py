@@ -100,11 +100,14 @@ class Message(models.Model):
     def visible_q(cls, user):
         return Q(chat__owner=user, chat__importing=False)
 
+    # Conversation order: each question, then its answers (a regenerated answer keeps its
+    # question's place). The index message_conversation_order is (chat, this).
+    CONVERSATION_ORDER = (Coalesce("reply_to_id", "id"), "id")
+
     @staticmethod
     def in_order(queryset):
-        """A chat's current messages in conversation order: each question, then its current answer
-        (a regenerated answer keeps its question's place)."""
-        return queryset.filter(superseded=False).order_by(Coalesce("reply_to_id", "id"), "id")
+        """A chat's current messages in conversation order."""
+        return queryset.filter(superseded=False).order_by(*Message.CONVERSATION_ORDER)
 
 
 class AiPreset(models.Model):

@@ -15,12 +15,26 @@ from .conversations import get_chat
 
 # --- export, import, retention --------------------------------------------------------------
 
-def chat_dict(chat: Chat) -> dict:
+MESSAGE_FIELDS = ("uid", "role", "content", "model", "status", "sources", "rating", "created_at")
+
+
+def _message_rows(messages):
+    """(chat id, the message as exported) of ``messages``' current ones, chat by chat in conversation
+    order: read as values in one query (model instances cost ~10 times as much: a user's export of
+    50,000 messages took seconds)."""
+    rows = messages.filter(superseded=False).order_by("chat_id", *Message.CONVERSATION_ORDER)
+    for chat_id, *values in rows.values_list("chat_id", *MESSAGE_FIELDS).iterator(chunk_size=2000):
+        row = dict(zip(MESSAGE_FIELDS, values))
+        row["uid"], row["created_at"] = str(row["uid"]), row["created_at"].isoformat()
+        yield chat_id, row
+
+
+def chat_dict(chat: Chat, messages: list[dict] | None = None) -> dict:
+    if messages is None:
+        messages = [row for _, row in _message_rows(chat.messages.all())]
     return {"uid": str(chat.uid), "title": chat.title, "model": chat.model, "settings": chat.settings,
             "pinned": chat.pinned, "archived": chat.archived, "created_at": chat.created_at.isoformat(),
-            "messages": [{"uid": str(m.uid), "role": m.role, "content": m.content, "model": m.model,
-                          "status": m.status, "sources": m.sources, "rating": m.rating,
-                          "created_at": m.created_at.isoformat()} for m in Message.in_order(chat.messages.all())]}
+            "messages": messages}
 
 
 def export_chat(user, pk, fmt: str = "json") -> str:
@@ -41,7 +55,11 @@ def export_chat(user, pk, fmt: str = "json") -> str:
 
 
 def _export_all(user) -> dict:
-    return {"chats": [chat_dict(c) for c in Chat.objects.filter(owner=user, importing=False)],
+    chats = Chat.objects.filter(owner=user, importing=False)
+    messages: dict[int, list[dict]] = {}
+    for chat_id, row in _message_rows(Message.objects.filter(chat__owner=user, chat__importing=False)):
+        messages.setdefault(chat_id, []).append(row)
+    return {"chats": [chat_dict(c, messages.get(c.pk, [])) for c in chats],
             "presets": [{"name": p.name, "model": p.model, "temperature": p.temperature, "top_p": p.top_p,
                          "max_tokens": p.max_tokens, "system_prompt": p.system_prompt}
                         for p in AiPreset.objects.filter(owner=user)]}
