@@ -243,6 +243,57 @@ def test_account_export_carries_chats_and_presets(alice, bob):
     assert second == {"chatsCreated": 0, "presetsCreated": 0}
 
 
+def test_an_account_import_is_checked_whole_and_writes_chats_without_holding_the_database(alice, bob,
+                                                                                        monkeypatch):
+    """importMyData: a wrong message refuses everything before anything is written (the profile
+    too); a good one writes its chats in short transactions, so another user writes between two
+    batches (it waited for the whole import before: on SQLite one transaction held the only write
+    lock, pauses included)."""
+    import threading
+
+    from django.db import connection
+
+    from backend.chats import imports
+
+    imp = "mutation($d: JSON!) { importMyData(data: $d) { ... on ImportResult { chatsCreated } ... on AccountErrors { messages { code } } } }"
+    alice('mutation { updateProfile(displayName: "Alice") { ... on User { id } } }')
+    _chat_with_messages(alice.user, "Long", [f"message {i}" for i in range(30)])
+    exported = alice("{ exportMyData }")["data"]["exportMyData"]
+    broken = {**exported, "chats": {**exported["chats"], "chats": [{**exported["chats"]["chats"][0], "messages": [
+        {"role": "robot", "content": "?"}]}]}}
+    assert bob(imp, {"d": broken})["data"]["importMyData"]["messages"][0]["code"] == "INVALID_FORMAT"
+    assert bob('{ me { displayName } }')["data"]["me"]["displayName"] != "Alice"  # nothing written
+    assert not Chat.objects.filter(owner=bob.user).exists()
+
+    others = _chat_with_messages(alice.user, "Alice's own", [])
+    between = []
+
+    def another_user_writes():  # a short busy timeout: waiting for a held lock fails instead
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute("PRAGMA busy_timeout = 300")
+        try:
+            conversations.update_chat(alice.user, others.pk, title=f"renamed {len(between)}")
+            between.append("written")
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is asserted
+            between.append(type(exc).__name__)
+        finally:
+            connection.close()
+
+    def pause(seconds):  # the import's pause between two batches (SQLite)
+        thread = threading.Thread(target=another_user_writes)
+        thread.start()
+        thread.join()
+
+    monkeypatch.setattr(imports, "BATCH", 10)
+    monkeypatch.setattr(imports.time, "sleep", pause)
+    assert bob(imp, {"d": exported})["data"]["importMyData"]["chatsCreated"] == 1
+    assert bob('{ me { displayName } }')["data"]["me"]["displayName"] == "Alice"
+    assert Message.objects.filter(chat__owner=bob.user).count() == 30
+    if connection.vendor == "sqlite":
+        assert between == ["written"] * 3
+
+
 # --- the RAG building blocks -----------------------------------------------------------------
 
 def test_groundedness_lists_the_unsupported_sentences():

@@ -96,15 +96,21 @@ def clean_chat(item, path: str) -> dict:
             "messages": [_message(m, f"{path}.messages[{i}]") for i, m in enumerate(messages)]}
 
 
-def import_chats(user, data) -> int:
-    """Import one chat or a list; returns how many were created (those present are skipped)."""
-    _require(user)
+def clean_chats(data) -> list[dict]:
+    """One chat or a list, checked whole (INVALID_FORMAT with the path of the first problem)."""
     items = data if isinstance(data, list) else [data]
     if len(items) > MAX_CHATS:
         raise _fail("data", f"at most {MAX_CHATS} chats in one import.")
     chats = [clean_chat(item, f"[{i}]") for i, item in enumerate(items)]
     if sum(len(c["messages"]) for c in chats) > MAX_MESSAGES:
         raise _fail("data", f"at most {MAX_MESSAGES} messages in one import.")
+    return chats
+
+
+def import_chats(user, data) -> int:
+    """Import one chat or a list; returns how many were created (those present are skipped)."""
+    _require(user)
+    chats = clean_chats(data)
     created = 0
     for chat in chats:
         uid = chat["uid"]

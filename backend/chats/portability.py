@@ -8,7 +8,7 @@ from backend.core.errors import field_error as _field
 from backend.rag import catalog
 
 from .models import AiPreset, Chat, Message
-from .imports import import_chats
+from .imports import clean_chats, import_chats
 from .codes import ChatErrorCode
 from .conversations import get_chat
 
@@ -65,6 +65,12 @@ def _export_all(user) -> dict:
                         for p in AiPreset.objects.filter(owner=user)]}
 
 
+def _check_all(data) -> None:
+    if not isinstance(data, dict):
+        raise _field("data.chats", "Must be an object.", ChatErrorCode.WRONG_TYPE)
+    clean_chats(data.get("chats", []))
+
+
 def _import_all(user, data) -> dict:
     if not isinstance(data, dict):
         raise _field("data.chats", "Must be an object.", ChatErrorCode.WRONG_TYPE)
@@ -79,4 +85,4 @@ def _import_all(user, data) -> dict:
     return {"chats_created": created, "presets_created": presets}
 
 
-userdata.register(userdata.UserDataPart(name="chats", export=_export_all, import_=_import_all))
+userdata.register(userdata.UserDataPart(name="chats", export=_export_all, import_=_import_all, check=_check_all))

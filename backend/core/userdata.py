@@ -14,6 +14,11 @@ class UserDataPart:
     export: Callable[[Any], Any]
     import_: Callable[[Any, Any], dict]
     files: Callable[[Any], list[tuple[Any, str]]] = lambda user: []
+    # A part whose import may be large writes in short transactions of its own (one long one would
+    # hold SQLite's single write lock against every other user for all of it). ``check(data)``
+    # validates its data whole, raising as its import would, before anything of the import is
+    # written; the part is then imported after the other parts' transaction.
+    check: Callable[[Any], None] | None = None
 
 
 _parts: dict[str, UserDataPart] = {}

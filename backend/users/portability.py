@@ -55,17 +55,27 @@ def export_data(user: User) -> dict:
     }
 
 
-@transaction.atomic
 def import_data(user: User, data) -> dict:
-    """Apply an export. Every part upserts by stable keys, so importing twice adds nothing."""
+    """Apply an export. Every part upserts by stable keys, so importing twice adds nothing. Every
+    part's data is checked before anything is written; the small parts are written in one
+    transaction, then the large ones (a part with ``check``: chats) in short transactions of their
+    own, so an import of many messages never holds the database's write lock for long."""
     require_user(user)
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise ValidationError({"data": ValidationError("This is not a data export of this service.", code=AccountErrorCode.INVALID_FORMAT)})
     if data.get("version") != EXPORT_VERSION:
         raise ValidationError({"data": ValidationError("Unsupported export version.", code=AccountErrorCode.UNSUPPORTED_VERSION)})
-    user = User.objects.select_for_update().get(pk=user.pk)
+    present = [part for part in userdata.parts() if part.name in data]
+    for part in present:
+        if part.check is not None:
+            part.check(data[part.name])
     summary = {}
-    for part in userdata.parts():
-        if part.name in data:
+    with transaction.atomic():
+        user = User.objects.select_for_update().get(pk=user.pk)
+        for part in present:
+            if part.check is None:
+                summary[part.name] = part.import_(user, data[part.name])
+    for part in present:
+        if part.check is not None:
             summary[part.name] = part.import_(user, data[part.name])
     return summary
