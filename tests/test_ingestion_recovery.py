@@ -149,3 +149,55 @@ def test_with_no_interval_every_stage_is_written(alice, monkeypatch, settings):
     result, told, writes = _run_counting_row_writes(alice, monkeypatch)
     assert result["status"] == "READY"
     assert len(writes) == len(told) >= 5  # the claim and each change after it
+
+
+STOPPED_SERVER = """
+import os, sys, time
+sys.path.insert(0, os.getcwd())
+os.environ["DJANGO_SETTINGS_MODULE"] = "backend.settings"
+import django
+django.setup()
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from backend.core.tasks import runner
+from backend.documents import ingest, library, recovery
+from backend.documents.models import Document
+from backend.users.models import User
+
+call_command("migrate", verbosity=0)
+if sys.argv[1] == "upload":  # three uploads, then the process ends while the first is embedded
+    user = User.objects.create_user("a", email="a@example.com", password="x")
+    real = ingest._embed
+    def slow(*args, **kwargs):
+        time.sleep(1.5)
+        return real(*args, **kwargs)
+    ingest._embed = slow
+    for n in range(3):
+        library.upload_document(user, SimpleUploadedFile(f"{n}.txt", f"Trains leave platform {n} at dawn.".encode()))
+    time.sleep(0.5)
+else:  # the next start: what the rows say, then the embedded runner's resume
+    print(sorted(Document.objects.values_list("status", "attempts")), flush=True)
+    recovery.resume_unfinished()
+    runner().wait_idle(120)
+    print(sorted(Document.objects.values_list("status", "attempts")), flush=True)
+"""
+
+
+def test_a_server_stopped_mid_ingestion_leaves_its_documents_for_the_next_start(tmp_path):
+    """The embedded runner at a normal exit (a restart): the document being embedded and those
+    queued behind it are neither FAILED nor counted as attempts (before, each was run against the
+    encoder's closed pool and ended FAILED, 'something went wrong'); the next start finishes them."""
+    env = {**os.environ, "DJANGO_ENV": "test", "DATA_DIR": str(tmp_path), "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+           "MEDIA_ROOT": str(tmp_path / "media"), "INGEST_RESUME_ON_START": "0", "INGEST_SWEEP_INTERVAL": "0",
+           "TASK_WORKERS": "1"}
+    env.pop("DATABASE_URL", None)
+    run = lambda step: subprocess.run([sys.executable, "-c", STOPPED_SERVER, step], env=env, cwd=os.getcwd(),  # noqa: E731
+                                      capture_output=True, text=True, timeout=300)
+    stopped = run("upload")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert "stopped with the process" in stopped.stderr
+    restarted = run("resume")
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    left, finished = restarted.stdout.splitlines()
+    assert left == str([("PENDING", 0)] * 3)
+    assert finished == str([("READY", 1)] * 3)

@@ -23,6 +23,17 @@ logger = logging.getLogger(__name__)
 
 REGISTRY: dict[str, Callable] = {}
 
+# Set as the interpreter begins to exit (a server stopped or restarted), before it joins the
+# threads still running: a task that fails from then on (thread pools refuse new work) was stopped,
+# not broken. Registered like concurrent.futures' own hook, and after it, so it runs first.
+_exiting = threading.Event()
+threading._register_atexit(_exiting.set)
+
+
+def stopping() -> bool:
+    """Whether this process is exiting: a task ending now should leave its work for the next start."""
+    return _exiting.is_set()
+
 
 class Task:
     """A registered background function: call it to run it here and now, ``enqueue`` to queue it."""
@@ -57,6 +68,9 @@ class InProcessRunner:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="task")
         self.pending: set[Future] = set()
         self.lock = threading.Lock()
+        # At exit, the queued tasks are dropped (their rows say what is left: the next start
+        # resumes them) rather than each run then, against pools that refuse work.
+        threading._register_atexit(lambda: self.executor.shutdown(wait=False, cancel_futures=True))
 
     def _run(self, name: str, args: tuple) -> None:
         close_old_connections()
@@ -68,6 +82,9 @@ class InProcessRunner:
             close_old_connections()
 
     def submit(self, name: str, *args) -> None:
+        if stopping():  # the next start picks it up from its row
+            logger.warning("task %s%r not queued: the process is exiting", name, args)
+            return
         # In the submitter's context: the task's logs carry its request or operation id.
         future = self.executor.submit(contextvars.copy_context().run, self._run, name, args)
         with self.lock:

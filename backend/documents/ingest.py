@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from backend.core.tasks import task
+from backend.core.tasks import stopping, task
 from backend.rag import chunking, embeddings, loaders, ocr
 from backend.rag.parsing import extract_with_timeout
 
@@ -144,6 +144,11 @@ def ingest(document_id: int) -> None:
         with recovery.heartbeat(document.pk):
             _process(document)
     except Exception:  # an unexpected error must not leave the document PROCESSING
+        if stopping():  # the server is stopping, not the file broken: the next start takes it up
+            recovery.release(document.pk)
+            logger.warning("ingestion of document %s stopped with the process; it resumes at the next start",
+                           document_id)
+            return
         logger.exception("ingestion of document %s failed", document_id)
         fail(document, DocumentErrorCode.INTERNAL, f"Something went wrong while processing this file. {FAILURE_HINT}")
         return

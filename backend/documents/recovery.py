@@ -41,6 +41,12 @@ def claim(document_id: int) -> Document | None:
     return Document.objects.filter(pk=document_id).first() if updated else None
 
 
+def release(document_id: int) -> None:
+    """Give a run's lease back (its process is exiting): PENDING again, for the next start or worker."""
+    Document.objects.filter(pk=document_id, status=Document.Status.PROCESSING).update(
+        status=Document.Status.PENDING, stage="requeued", heartbeat_at=timezone.now(), attempts=F("attempts") - 1)
+
+
 @contextmanager
 def heartbeat(document_id: int):
     """Touch the lease every INGEST_HEARTBEAT seconds while the body runs (extraction can be long)."""
