@@ -336,6 +336,7 @@ OCR_TIME_BUDGET = float(env("OCR_TIME_BUDGET", "300"))  # seconds of OCR per doc
 OCR_DPI = env_int("OCR_DPI", 200)
 OCR_WORKERS = env_int("OCR_WORKERS", 0)  # a scan's pages read side by side in this many processes; 0: one per core
 KB_ARCHIVE_MAX_BYTES = env_int("KB_ARCHIVE_MAX_BYTES", 512 * 1024 * 1024)  # a knowledge-base archive, inflated
+KB_IMPORT_STALE_AFTER = env_int("KB_IMPORT_STALE_AFTER", 600)  # s: an import silent this long stopped; removed
 CHUNK_SIZE = env_int("CHUNK_SIZE", 1000)
 CHUNK_OVERLAP = env_int("CHUNK_OVERLAP", 150)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 16)

@@ -254,6 +254,7 @@ def test_an_account_import_is_checked_whole_and_writes_chats_without_holding_the
     from django.db import connection
 
     from backend.chats import imports
+    from backend.core import writes
 
     imp = "mutation($d: JSON!) { importMyData(data: $d) { ... on ImportResult { chatsCreated } ... on AccountErrors { messages { code } } } }"
     alice('mutation { updateProfile(displayName: "Alice") { ... on User { id } } }')
@@ -286,7 +287,7 @@ def test_an_account_import_is_checked_whole_and_writes_chats_without_holding_the
         thread.join()
 
     monkeypatch.setattr(imports, "BATCH", 10)
-    monkeypatch.setattr(imports.time, "sleep", pause)
+    monkeypatch.setattr(writes.time, "sleep", pause)
     assert bob(imp, {"d": exported})["data"]["importMyData"]["chatsCreated"] == 1
     assert bob('{ me { displayName } }')["data"]["me"]["displayName"] == "Alice"
     assert Message.objects.filter(chat__owner=bob.user).count() == 30

@@ -26,7 +26,7 @@ def test_a_document_whose_worker_died_is_requeued_and_finishes(alice, settings):
     lapsed = timezone.now() - timedelta(seconds=settings.INGEST_STALE_AFTER + 1)
     Document.objects.update(status="PROCESSING", stage="embedding", progress=60, heartbeat_at=lapsed, chunk_count=0)
     Chunk.objects.all().delete()
-    assert recovery.sweep() == {"requeued": 1, "failed": 0}
+    assert recovery.sweep() == {"requeued": 1, "failed": 0, "abandoned_imports": 0}
     wait()
     result = node(alice, doc["id"])
     assert result["status"] == "READY"
@@ -38,7 +38,7 @@ def test_a_live_run_is_left_alone_and_a_redelivered_message_does_nothing(alice):
     upload(alice, "plants.md", PHOTOSYNTHESIS_MD)
     wait()
     Document.objects.update(status="PROCESSING", stage="embedding", heartbeat_at=timezone.now())
-    assert recovery.sweep() == {"requeued": 0, "failed": 0}
+    assert recovery.sweep() == {"requeued": 0, "failed": 0, "abandoned_imports": 0}
     ingest.ingest(Document.objects.get().pk)  # a second delivery while the first run is alive
     assert Document.objects.get().attempts == 1
 
@@ -48,7 +48,7 @@ def test_a_document_that_keeps_killing_its_worker_fails_with_a_code(alice, setti
     wait()
     lapsed = timezone.now() - timedelta(seconds=settings.INGEST_STALE_AFTER + 1)
     Document.objects.update(status="PROCESSING", heartbeat_at=lapsed, attempts=settings.INGEST_MAX_ATTEMPTS)
-    assert recovery.sweep() == {"requeued": 0, "failed": 1}
+    assert recovery.sweep() == {"requeued": 0, "failed": 1, "abandoned_imports": 0}
     result = node(alice, doc["id"])
     assert (result["status"], result["errorCode"]) == ("FAILED", "INTERRUPTED")
     assert "interrupted 3 times" in result["errorMessage"]

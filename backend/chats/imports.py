@@ -9,14 +9,14 @@ then it is shown with its uid in a last one. A chat already present (same uid) i
 interrupted import can simply be sent again (the interrupted chat stays hidden; a new one is made).
 """
 
-import time
 import uuid
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 
 from backend.core.errors import field_error as _field
 from backend.core.scoping import require_user as _require
+from backend.core.writes import let_other_writers_in
 from backend.rag import catalog
 
 from .models import Chat, Message
@@ -28,7 +28,6 @@ MAX_MESSAGES = 100_000  # in one import, all chats together
 MAX_CONTENT = 100_000  # characters of one message
 ROLES = ("user", "assistant", "system")
 BATCH = 500  # messages per insert and per transaction (~0.1 s of SQLite's write lock)
-PAUSE = 0.1  # between two batches: longer than SQLite's busy-wait step (100 ms), so a waiting writer gets in
 
 
 def _fail(path: str, message: str):
@@ -127,8 +126,7 @@ def import_chats(user, data) -> int:
             rows = [Message(chat=row, status=Message.Status.COMPLETE, **m) for m in messages[start:start + BATCH]]
             with transaction.atomic():
                 Message.objects.bulk_create(rows)
-            if connection.vendor == "sqlite":  # one writer at a time there; PostgreSQL's do not queue
-                time.sleep(PAUSE)
+            let_other_writers_in()
         with transaction.atomic():
             if uid and Chat.objects.filter(uid=uid).exists():  # a concurrent import of the same chat won
                 row.delete()

@@ -20,6 +20,11 @@ def remove_files(keys) -> None:
             logger.exception("could not delete stored file %s", key)
 
 
+def collection_folder(collection: Collection) -> str:
+    """Where the files uploaded into a collection are stored (a document moved away keeps its key)."""
+    return f"documents/{collection.uid.hex}"
+
+
 def store_file(collection: Collection, data: bytes) -> str:
     """Save an uploaded file under an opaque key of its collection."""
-    return default_storage.save(f"documents/{collection.uid.hex}/{uuid.uuid4().hex}", ContentFile(data))
+    return default_storage.save(f"{collection_folder(collection)}/{uuid.uuid4().hex}", ContentFile(data))

@@ -26,6 +26,9 @@ class Collection(models.Model):
     # Bumped in the same transaction as every change to the collection's vectors; the FAISS file
     # carries the version it was built at, so a file at another version is stale.
     index_version = models.PositiveIntegerField(default=0)
+    # Being imported from an archive (transfer.py): written in short transactions, seen by no one
+    # until the last one. One whose import stopped midway is removed by the ingestion sweep.
+    importing = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -42,8 +45,9 @@ class Collection(models.Model):
 
     @classmethod
     def visible_q(cls, user, prefix=""):
-        """Collections a user owns or that were shared with them."""
-        return Q(**{f"{prefix}owner": user}) | Q(**{f"{prefix}pk__in": _shared_with(user)})
+        """Collections a user owns or that were shared with them (and not still being imported)."""
+        return (Q(**{f"{prefix}owner": user}) | Q(**{f"{prefix}pk__in": _shared_with(user)})) & Q(
+            **{f"{prefix}importing": False})
 
     def role_of(self, user) -> str | None:
         """The one rule of what a user may do here (VIEWER reads, EDITOR changes documents, OWNER

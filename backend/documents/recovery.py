@@ -110,8 +110,12 @@ def sweep() -> dict:
             document = Document.objects.filter(pk=pk).first()
             if document is not None:
                 publish_document_event(document)
-    if counts["requeued"] or counts["failed"]:
-        logger.warning("ingestion sweep: %(requeued)s document(s) requeued, %(failed)s failed", counts)
+    from .transfer import abandoned_imports
+
+    counts["abandoned_imports"] = abandoned_imports()
+    if counts["requeued"] or counts["failed"] or counts["abandoned_imports"]:
+        logger.warning("ingestion sweep: %(requeued)s document(s) requeued, %(failed)s failed, %(abandoned_imports)s "
+                       "unfinished collection import(s) removed", counts)
     return counts
 
 

@@ -6,7 +6,6 @@ An import is all or nothing: a refused archive leaves no collection, row or stor
 
 import tempfile
 from collections import Counter
-from datetime import datetime, timezone
 from itertools import groupby
 
 import numpy as np
@@ -15,19 +14,21 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count, F
+from django.utils import timezone
 
 from backend.core.errors import NotFound
 from backend.core.scoping import require_user
+from backend.core.writes import let_other_writers_in
 from backend.rag import embeddings
 
-from . import archive, engines
+from . import archive, engines, vectors
 from .codes import DocumentErrorCode
 from .collections import clean_name
-from .events import publish_document_event
-from .files import remove_files, store_file
+from .files import collection_folder, remove_files, store_file
 from .ingest import ingest
 from .models import Chunk, Collection, Document, DocumentVersion
 
+IMPORT_BATCH = 500  # chunks (and documents) written per transaction of an import (~0.2 s of SQLite's lock)
 CHUNK_FIELDS = ("position", "text", "text_hash", "page_start", "page_end", "char_start", "char_end", "token_count",
                 "section", "embedding_model")
 
@@ -59,7 +60,7 @@ def export_collection(user, uid) -> tuple[object, Collection]:
     current = Chunk.objects.filter(collection=collection, document__status=Document.Status.READY, superseded=False)
     models = Counter(dict(current.values_list("embedding_model").annotate(n=Count("pk")).order_by()))
     manifest = {
-        "exported_at": datetime.now(timezone.utc).isoformat(),
+        "exported_at": timezone.now().isoformat(),
         "embedding": {"model": models.most_common(1)[0][0] if models else embeddings.MODEL_NAME,
                       "dimension": embeddings.DIMENSION},
         "chunking": {"size": settings.CHUNK_SIZE, "overlap": settings.CHUNK_OVERLAP},
@@ -105,52 +106,109 @@ def import_collection(user, upload, *, name: str | None = None) -> Collection:
     shas = {v["sha256"]: v["size"] for d in manifest["documents"] for v in d["versions"]}
     check_upload(user, sum(shas.values()))
     collection = Collection(owner=user, name=clean_name(name or manifest["collection"]["name"]),
-                            description=str(manifest["collection"].get("description") or "")[:5000])
+                            description=str(manifest["collection"].get("description") or "")[:5000], importing=True)
     stored: dict[str, str] = {}
     try:
         for sha256 in shas:
             stored[sha256] = store_file(collection, found.file(sha256))
-        with transaction.atomic():
-            collection.save()
-            _create_documents(user, collection, found, stored, same_model)
+        collection.save()
+        indexed, to_read = _create_documents(user, collection, found, stored, same_model)
+        with transaction.atomic():  # shown, whole, in one moment
+            Collection.objects.filter(pk=collection.pk).update(
+                importing=False, **({"index_version": F("index_version") + 1} if indexed else {}))
+            for pk in to_read:
+                ingest.enqueue(pk)
     except Exception:
+        discard(collection)
         remove_files(list(stored.values()))
         raise
+    collection.importing = False
     return collection
 
 
-def _create_documents(user, collection: Collection, found: archive.Archive, stored: dict[str, str],
-                      same_model: bool) -> None:
-    manifest, indexed = found.manifest, False
-    dimension = manifest["embedding"]["dimension"]
-    for index, entry in enumerate(manifest["documents"]):
-        current = next(v for v in entry["versions"] if v["number"] == entry["version"])
+def discard(collection: Collection) -> None:
+    """Remove a collection whose import did not finish (its rows, its vectors; not its files)."""
+    if collection.pk is not None:
+        with transaction.atomic():
+            Collection.objects.filter(pk=collection.pk).delete()
+            key = vectors.key_for(collection)
+            transaction.on_commit(lambda: vectors.drop(key))
+
+
+def _batches(found: archive.Archive, same_model: bool):
+    """The archive's documents with their chunk rows, in groups of about IMPORT_BATCH chunks."""
+    batch, size = [], 0
+    for index, entry in enumerate(found.manifest["documents"]):
         rows = found.chunks(index) if same_model and entry.get("ready") else []
-        document = Document.objects.create(
-            collection=collection, uploaded_by=user, title=entry["title"][:300], original_name=current["original_name"],
-            file_type=current["file_type"], size=current["size"], sha256=current["sha256"],
-            storage_key=stored[current["sha256"]], tags=entry.get("tags") or [], metadata=entry.get("metadata") or {},
-            version=entry["version"], page_count=entry.get("page_count"), word_count=entry.get("word_count"),
-            status=Document.Status.READY if rows else Document.Status.PENDING, stage="ready" if rows else "queued",
-            progress=100 if rows else 0, chunk_count=len(rows))
-        DocumentVersion.objects.bulk_create([
-            DocumentVersion(document=document, number=v["number"], original_name=v["original_name"],
-                            file_type=v["file_type"], size=v["size"], sha256=v["sha256"],
-                            storage_key=stored[v["sha256"]], uploaded_by=user, restored_from=v.get("restored_from"),
-                            chunk_count=len(rows) if v["number"] == entry["version"] and rows else None,
-                            vectors_embedded=0 if v["number"] == entry["version"] and rows else None,
-                            vectors_reused=len(rows) if v["number"] == entry["version"] and rows else None)
-            for v in entry["versions"]])
-        if rows:
-            built = [Chunk(document=document, collection=collection, version=entry["version"],
-                           vector=archive.vector_from_text(row["vector"], dimension),
-                           **{name: row.get(name) for name in CHUNK_FIELDS if name in row})
-                     for row in rows]
-            engines.engine().create_chunks(collection.pk, built, np.vstack([embeddings.from_bytes(bytes(c.vector))
-                                                                            for c in built]))
-            indexed = True
-        else:  # another embedding model, or not READY where it came from: read and embed it here
-            ingest.enqueue(document.pk)
-        publish_document_event(document)
-    if indexed:
-        Collection.objects.filter(pk=collection.pk).update(index_version=F("index_version") + 1)
+        batch.append((entry, rows))
+        size += len(rows) + 1
+        if size >= IMPORT_BATCH:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _create_documents(user, collection: Collection, found: archive.Archive, stored: dict[str, str],
+                      same_model: bool) -> tuple[bool, list[int]]:
+    """The documents, a batch per transaction (a large archive never holds SQLite's one write lock
+    for long); returns (whether any vectors came with them, the documents left to read and embed)."""
+    dimension, indexed, to_read = found.manifest["embedding"]["dimension"], False, []
+    for batch in _batches(found, same_model):
+        with transaction.atomic():
+            for entry, rows in batch:
+                document = _create_document(user, collection, entry, rows, stored, dimension)
+                indexed |= bool(rows)
+                if not rows:  # another embedding model, or not READY where it came from
+                    to_read.append(document.pk)
+            Collection.objects.filter(pk=collection.pk).update(updated_at=timezone.now())  # alive, for the sweep
+        let_other_writers_in()
+    return indexed, to_read
+
+
+def _create_document(user, collection: Collection, entry: dict, rows: list[dict], stored: dict[str, str],
+                     dimension: int) -> Document:
+    current = next(v for v in entry["versions"] if v["number"] == entry["version"])
+    document = Document.objects.create(
+        collection=collection, uploaded_by=user, title=entry["title"][:300], original_name=current["original_name"],
+        file_type=current["file_type"], size=current["size"], sha256=current["sha256"],
+        storage_key=stored[current["sha256"]], tags=entry.get("tags") or [], metadata=entry.get("metadata") or {},
+        version=entry["version"], page_count=entry.get("page_count"), word_count=entry.get("word_count"),
+        status=Document.Status.READY if rows else Document.Status.PENDING, stage="ready" if rows else "queued",
+        progress=100 if rows else 0, chunk_count=len(rows))
+    DocumentVersion.objects.bulk_create([
+        DocumentVersion(document=document, number=v["number"], original_name=v["original_name"],
+                        file_type=v["file_type"], size=v["size"], sha256=v["sha256"],
+                        storage_key=stored[v["sha256"]], uploaded_by=user, restored_from=v.get("restored_from"),
+                        chunk_count=len(rows) if v["number"] == entry["version"] and rows else None,
+                        vectors_embedded=0 if v["number"] == entry["version"] and rows else None,
+                        vectors_reused=len(rows) if v["number"] == entry["version"] and rows else None)
+        for v in entry["versions"]])
+    if rows:
+        built = [Chunk(document=document, collection=collection, version=entry["version"],
+                       vector=archive.vector_from_text(row["vector"], dimension),
+                       **{name: row.get(name) for name in CHUNK_FIELDS if name in row})
+                 for row in rows]
+        engines.engine().create_chunks(collection.pk, built, np.vstack([embeddings.from_bytes(bytes(c.vector))
+                                                                        for c in built]))
+    return document
+
+
+def abandoned_imports() -> int:
+    """Remove the collections whose import stopped midway (its process died): hidden, and silent
+    for KB_IMPORT_STALE_AFTER seconds. With them go the files their import stored: all of them are
+    in the collection's own folder (``store_file``), and a hidden collection's documents never moved."""
+    from datetime import timedelta
+
+    cutoff = timezone.now() - timedelta(seconds=settings.KB_IMPORT_STALE_AFTER)
+    removed = 0
+    for collection in Collection.objects.filter(importing=True, updated_at__lt=cutoff):
+        folder = collection_folder(collection)
+        try:
+            keys = [f"{folder}/{name}" for name in default_storage.listdir(folder)[1]]
+        except FileNotFoundError:
+            keys = []
+        discard(collection)
+        remove_files(keys)
+        removed += 1
+    return removed
