@@ -295,6 +295,20 @@ def test_an_account_import_is_checked_whole_and_writes_chats_without_holding_the
         assert between == ["written"] * 3
 
 
+def test_a_chat_import_that_stopped_midway_is_removed_once_silent(alice, settings):
+    from backend.chats import imports
+
+    old = timezone.now() - timedelta(seconds=settings.IMPORT_STALE_AFTER + 1)
+    stopped = _chat_with_messages(alice.user, "stopped midway", ["q", "a"])
+    running = _chat_with_messages(alice.user, "still importing", ["q"])
+    kept = _chat_with_messages(alice.user, "an old chat", ["q"])
+    Chat.objects.filter(pk__in=[stopped.pk, running.pk]).update(importing=True)
+    Chat.objects.filter(pk__in=[stopped.pk, kept.pk]).update(updated_at=old)
+    assert imports.remove_abandoned_imports() == 1
+    assert set(Chat.objects.values_list("title", flat=True)) == {"still importing", "an old chat"}
+    assert not Message.objects.filter(chat_id=stopped.pk).exists()
+
+
 # --- the RAG building blocks -----------------------------------------------------------------
 
 def test_groundedness_lists_the_unsupported_sentences():

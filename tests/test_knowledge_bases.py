@@ -230,6 +230,6 @@ def test_an_import_that_fails_midway_or_dies_leaves_nothing(alice, bob, monkeypa
     assert not Collection.objects.visible_to(bob.user).filter(pk=left.pk).exists()
     assert recovery.sweep()["abandoned_imports"] == 0  # still fresh: perhaps running
     Collection.objects.filter(pk=left.pk).update(
-        updated_at=timezone.now() - timedelta(seconds=settings.KB_IMPORT_STALE_AFTER + 1))
+        updated_at=timezone.now() - timedelta(seconds=settings.IMPORT_STALE_AFTER + 1))
     assert recovery.sweep()["abandoned_imports"] == 1
     assert (Collection.objects.count(), Document.objects.count(), Chunk.objects.count(), _stored_files()) == before

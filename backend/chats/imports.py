@@ -6,13 +6,15 @@ and nothing is stored. Then each chat is written in its own short transaction (i
 bulk inserts), so a large import never holds the database's write lock for long: the chat is
 written hidden (``importing``), its messages in batches of BATCH rows, each in its own transaction,
 then it is shown with its uid in a last one. A chat already present (same uid) is skipped, so an
-interrupted import can simply be sent again (the interrupted chat stays hidden; a new one is made).
+interrupted import can simply be sent again (a new chat is made; the interrupted one, hidden, is
+removed by the answers' sweep once silent for IMPORT_STALE_AFTER).
 """
 
 import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from backend.core.errors import field_error as _field
 from backend.core.scoping import require_user as _require
@@ -126,6 +128,7 @@ def import_chats(user, data) -> int:
             rows = [Message(chat=row, status=Message.Status.COMPLETE, **m) for m in messages[start:start + BATCH]]
             with transaction.atomic():
                 Message.objects.bulk_create(rows)
+                Chat.objects.filter(pk=row.pk).update(updated_at=timezone.now())  # alive, for the sweep
             let_other_writers_in()
         with transaction.atomic():
             if uid and Chat.objects.filter(uid=uid).exists():  # a concurrent import of the same chat won
@@ -134,3 +137,13 @@ def import_chats(user, data) -> int:
             Chat.objects.filter(pk=row.pk).update(importing=False, **({"uid": uid} if uid else {}))
         created += 1
     return created
+
+
+def remove_abandoned_imports() -> int:
+    """Delete the chats whose import stopped midway (hidden, silent for IMPORT_STALE_AFTER s)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    cutoff = timezone.now() - timedelta(seconds=settings.IMPORT_STALE_AFTER)
+    return Chat.objects.filter(importing=True, updated_at__lt=cutoff).delete()[1].get("chats.Chat", 0)

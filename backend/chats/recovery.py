@@ -1,4 +1,5 @@
-"""Answers whose process died while writing them: INTERRUPTED with the text saved so far.
+"""Answers whose process died while writing them: INTERRUPTED with the text saved so far (and
+chats whose import stopped midway: removed).
 
 A job saves its answer every half second and touches it every few seconds (``saves``); an
 answer STREAMING and untouched for STREAM_STALE_AFTER has no process left. Web processes sweep
@@ -15,6 +16,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from .imports import remove_abandoned_imports
 from .models import Message
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ def start() -> threading.Thread | None:
             try:
                 # Alone, every answer STREAMING from before this process started is an orphan.
                 interrupt_orphans(started if first and alone and settings.STREAM_RECOVER_ON_START else None)
+                remove_abandoned_imports()
             except Exception:  # noqa: BLE001 - the next sweep tries again
                 logger.exception("the sweep for interrupted answers failed")
             finally:

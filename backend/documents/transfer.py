@@ -196,11 +196,11 @@ def _create_document(user, collection: Collection, entry: dict, rows: list[dict]
 
 def abandoned_imports() -> int:
     """Remove the collections whose import stopped midway (its process died): hidden, and silent
-    for KB_IMPORT_STALE_AFTER seconds. With them go the files their import stored: all of them are
+    for IMPORT_STALE_AFTER seconds. With them go the files their import stored: all of them are
     in the collection's own folder (``store_file``), and a hidden collection's documents never moved."""
     from datetime import timedelta
 
-    cutoff = timezone.now() - timedelta(seconds=settings.KB_IMPORT_STALE_AFTER)
+    cutoff = timezone.now() - timedelta(seconds=settings.IMPORT_STALE_AFTER)
     removed = 0
     for collection in Collection.objects.filter(importing=True, updated_at__lt=cutoff):
         folder = collection_folder(collection)
