@@ -160,3 +160,46 @@ def bob(make_user):
     client.client.force_login(user)
     client.user = user
     return client
+
+
+@pytest.fixture
+def writes_between_batches(monkeypatch, make_user):
+    """A long write's pauses between two transactions (``core/writes.py``) each run one write of
+    another user in another connection, with a short busy timeout (waiting for a held SQLite lock
+    fails instead of waiting). Returns the outcomes: "written", or the error's type; the functions
+    in its ``checks`` run after each write, a falsy result recorded as "check failed".""""
+    import threading
+
+    from django.db import connection
+
+    from backend.chats import conversations
+    from backend.core import writes
+
+    class Outcomes(list):
+        def __init__(self):
+            super().__init__()
+            self.checks = []
+
+    other = make_user("carol@example.com")
+    chat = conversations.create_chat(other, title="Carol's", model="rag-faiss")
+    outcomes = Outcomes()
+
+    def another_user_writes():
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute("PRAGMA busy_timeout = 300")
+        try:
+            conversations.update_chat(other, chat.pk, title=f"renamed {len(outcomes)}")
+            outcomes.append("written" if all(check() for check in outcomes.checks) else "check failed")
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test asserts
+            outcomes.append(type(exc).__name__)
+        finally:
+            connection.close()
+
+    def pause(seconds):
+        thread = threading.Thread(target=another_user_writes)
+        thread.start()
+        thread.join()
+
+    monkeypatch.setattr(writes.time, "sleep", pause)
+    return outcomes

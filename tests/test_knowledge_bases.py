@@ -147,46 +147,22 @@ def _stored_files() -> set[str]:
     return {f"{folder}/{name}" for folder in folders for name in default_storage.listdir(f"documents/{folder}")[1]}
 
 
-def test_a_large_import_is_written_in_batches_hidden_until_whole(alice, bob, monkeypatch):
+def test_a_large_import_is_written_in_batches_hidden_until_whole(alice, bob, monkeypatch, writes_between_batches):
     """Documents and their passages are written a batch per transaction: between two, another user
     writes (SQLite: the one write lock is free; an import of 20,000 passages held it ~7 s before),
     and the collection is seen by no one, its importer included, until its last batch."""
-    import threading
-
     from django.db import connection
 
-    from backend.chats import conversations
-    from backend.core import writes
     from backend.documents import transfer
 
     data = exported(alice)
-    others = conversations.create_chat(alice.user, title="Alice's", model="rag-faiss")
-    between = []
-
-    def meanwhile():  # a short busy timeout: waiting for a held lock fails instead
-        with connection.cursor() as cursor:
-            if connection.vendor == "sqlite":
-                cursor.execute("PRAGMA busy_timeout = 300")
-        try:
-            conversations.update_chat(alice.user, others.pk, title=f"renamed {len(between)}")
-            hidden = not Collection.objects.visible_to(bob.user).filter(name="Imported").exists()
-            between.append("written" if hidden else "visible")
-        except Exception as exc:  # noqa: BLE001 - the outcome is what is asserted
-            between.append(type(exc).__name__)
-        finally:
-            connection.close()
-
-    def pause(seconds):
-        thread = threading.Thread(target=meanwhile)
-        thread.start()
-        thread.join()
-
+    writes_between_batches.checks.append(
+        lambda: not Collection.objects.visible_to(bob.user).filter(name="Imported").exists())
     monkeypatch.setattr(transfer, "IMPORT_BATCH", 1)  # a transaction per document
-    monkeypatch.setattr(writes.time, "sleep", pause)
     imported = import_archive(bob, data)
     assert imported["__typename"] == "Collection" and len(imported["documents"]["edges"]) == 2
     if connection.vendor == "sqlite":  # PostgreSQL's writers never waited on one lock
-        assert between == ["written", "written"]
+        assert writes_between_batches == ["written", "written"]
     hits = bob(SEARCH, {"q": "which platform does the night train leave from?", "ids": [imported["id"]]})
     assert hits["data"]["searchDocuments"][0]["document"]["title"] == "trains"
 
