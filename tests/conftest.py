@@ -167,7 +167,7 @@ def writes_between_batches(monkeypatch, make_user):
     """A long write's pauses between two transactions (``core/writes.py``) each run one write of
     another user in another connection, with a short busy timeout (waiting for a held SQLite lock
     fails instead of waiting). Returns the outcomes: "written", or the error's type; the functions
-    in its ``checks`` run after each write, a falsy result recorded as "check failed".""""
+    in its ``checks`` run after each write, a falsy result recorded as "check failed"."""
     import threading
 
     from django.db import connection
