@@ -1,18 +1,20 @@
 """Queries that would otherwise read a whole table, checked on the engine's own plan (PostgreSQL:
 with sequential scans priced out, so a usable index shows even on the test's small tables).
 
-- The periodic sweeps (answers left STREAMING, documents whose worker is gone) run in every web
-  process every 30 s: they read an index, not every message and document ever written.
+- The periodic sweeps (answers left STREAMING, documents whose worker is gone, imports that stopped
+  midway) run in every web process every 30 s: they read an index, not every row ever written.
 - Chat search on PostgreSQL reads its trigram index, not every user's messages.
 """
 
 import pytest
 from django.db import connection
 
+from backend.chats import imports as chat_imports
 from backend.chats import recovery as answers
 from backend.chats.conversations import list_chats
 from backend.chats.models import Chat, Message
 from backend.documents import recovery as documents
+from backend.documents import transfer
 from backend.documents.models import Document
 
 pytestmark = pytest.mark.django_db
@@ -32,11 +34,14 @@ def plan(queryset) -> str:
 @pytest.mark.parametrize("sweep, index", [
     (lambda: answers.orphans(), "message_streaming"),
     (lambda: Document.objects.filter(documents._lost()), "document_status"),
-], ids=["answers", "documents"])
+    (lambda: chat_imports.abandoned(), "chat_importing"),
+    (lambda: transfer.abandoned(), "collection_importing"),
+], ids=["answers", "documents", "chat imports", "collection imports"])
 def test_the_sweeps_read_an_index(sweep, index):
     found = plan(sweep())
     assert index in found, found
-    assert "SCAN chats_message" not in found and "SCAN documents_document" not in found
+    assert not any(f"SCAN {table}" in found for table in (
+        "chats_message", "documents_document", "chats_chat", "documents_collection")), found
 
 
 def test_chat_search_does_not_read_every_message(alice, bob):

@@ -139,11 +139,16 @@ def import_chats(user, data) -> int:
     return created
 
 
-def remove_abandoned_imports() -> int:
-    """Delete the chats whose import stopped midway (hidden, silent for IMPORT_STALE_AFTER s)."""
+def abandoned():
+    """Chats whose import stopped midway: hidden, silent for IMPORT_STALE_AFTER s."""
     from datetime import timedelta
 
     from django.conf import settings
 
-    cutoff = timezone.now() - timedelta(seconds=settings.IMPORT_STALE_AFTER)
-    return Chat.objects.filter(importing=True, updated_at__lt=cutoff).delete()[1].get("chats.Chat", 0)
+    return Chat.objects.filter(importing=True,
+                               updated_at__lt=timezone.now() - timedelta(seconds=settings.IMPORT_STALE_AFTER))
+
+
+def remove_abandoned_imports() -> int:
+    """Delete the chats whose import stopped midway (the answers' sweep, every web process)."""
+    return abandoned().delete()[1].get("chats.Chat", 0)

@@ -36,6 +36,8 @@ class Collection(models.Model):
 
     class Meta:
         ordering = ["-is_default", "name", "id"]
+        # The sweep for imports that stopped midway: the few hidden collections, not the table.
+        indexes = [models.Index(fields=["updated_at"], condition=Q(importing=True), name="collection_importing")]
         constraints = [
             models.UniqueConstraint(fields=["owner"], condition=Q(is_default=True), name="one_default_collection"),
         ]

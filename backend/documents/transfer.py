@@ -194,15 +194,20 @@ def _create_document(user, collection: Collection, entry: dict, rows: list[dict]
     return document
 
 
+def abandoned():
+    """Collections whose import stopped midway: hidden, silent for IMPORT_STALE_AFTER s."""
+    from datetime import timedelta
+
+    cutoff = timezone.now() - timedelta(seconds=settings.IMPORT_STALE_AFTER)
+    return Collection.objects.filter(importing=True, updated_at__lt=cutoff)
+
+
 def abandoned_imports() -> int:
     """Remove the collections whose import stopped midway (its process died): hidden, and silent
     for IMPORT_STALE_AFTER seconds. With them go the files their import stored: all of them are
     in the collection's own folder (``store_file``), and a hidden collection's documents never moved."""
-    from datetime import timedelta
-
-    cutoff = timezone.now() - timedelta(seconds=settings.IMPORT_STALE_AFTER)
     removed = 0
-    for collection in Collection.objects.filter(importing=True, updated_at__lt=cutoff):
+    for collection in abandoned():
         folder = collection_folder(collection)
         try:
             keys = [f"{folder}/{name}" for name in default_storage.listdir(folder)[1]]
