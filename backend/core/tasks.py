@@ -70,7 +70,8 @@ class InProcessRunner:
         self.lock = threading.Lock()
         # At exit, the queued tasks are dropped (their rows say what is left: the next start
         # resumes them) rather than each run then, against pools that refuse work.
-        threading._register_atexit(lambda: self.executor.shutdown(wait=False, cancel_futures=True))
+        if not stopping():  # (registering is refused once the exit began)
+            threading._register_atexit(lambda: self.executor.shutdown(wait=False, cancel_futures=True))
 
     def _run(self, name: str, args: tuple) -> None:
         close_old_connections()
