@@ -9,10 +9,12 @@ on S3, vectors and keyword search in PostgreSQL (pgvector, full-text search), ev
 
 import asyncio
 import concurrent.futures
+import io
 import json
 import shutil
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -158,6 +160,9 @@ async def _stream(url: str, token: str, chat_id: str, question: str) -> list[dic
             events.append(message["payload"]["data"]["chatStream"])
 
 
+TRAINS = b"The night train to Vienna leaves platform nine at eleven. Sleeping cars need a reservation."
+
+
 def test_upload_on_one_process_cited_rag_answer_on_the_other(deployment):
     """Upload on web0 while web1 relays the collection's documentEvents (from the worker, through
     Redis); then a cited answer streamed from web1."""
@@ -172,8 +177,7 @@ def test_upload_on_one_process_cited_rag_answer_on_the_other(deployment):
             "variables": {"id": collection_id}}}))
         await asyncio.sleep(0.5)
         with deployment.client(0) as client:
-            uploaded = await asyncio.to_thread(_upload, client, "trains.txt", b"The night train to Vienna leaves "
-                                               b"platform nine at eleven. Sleeping cars need a reservation.")
+            uploaded = await asyncio.to_thread(_upload, client, "trains.txt", TRAINS)
         assert uploaded["duplicate"] is False
         seen = []
         while not seen or seen[-1]["status"] not in ("READY", "FAILED"):
@@ -198,6 +202,20 @@ def test_upload_on_one_process_cited_rag_answer_on_the_other(deployment):
     assert "[1]" in done["message"]["content"] and "platform nine" in done["message"]["content"]
     assert done["message"]["sources"][0]["title"] == "trains"
     assert deployment.index_files() == []
+
+    # The original and the collection's archive, downloaded from the other process: read from S3
+    # and streamed a block at a time (core/downloads.py; the ASGI path's unit test is in
+    # test_documents.py).
+    with deployment.client(1) as client:
+        urls = client.post("/graphql/", json={"query": "{ documents(first: 100) { edges { node { title downloadUrl } } } "
+                                                       "collections { edges { node { exportUrl } } } }"}).json()["data"]
+        url = next(e["node"]["downloadUrl"] for e in urls["documents"]["edges"] if e["node"]["title"] == "trains")
+        original = client.get(url)
+        archive = client.get(urls["collections"]["edges"][0]["node"]["exportUrl"])
+    assert original.status_code == 200 and original.content == TRAINS
+    assert original.headers["content-length"] == str(len(TRAINS))
+    assert original.headers["content-disposition"] == 'attachment; filename="trains.txt"'
+    assert archive.status_code == 200 and zipfile.ZipFile(io.BytesIO(archive.content)).testzip() is None
 
 
 # One client for all threads: a new httpx client per request builds an SSL context (~15 ms of CPU),

@@ -67,7 +67,7 @@ def export_collection(user, uid) -> tuple[object, Collection]:
         "collection": {"name": collection.name, "description": collection.description},
         "documents": described,
     }
-    target = tempfile.SpooledTemporaryFile(max_size=64 << 20)
+    target = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # larger archives are written to disk
     archive.write(target, manifest, files, _chunk_rows(current, ready))
     target.seek(0)
     return target, collection

@@ -1,7 +1,8 @@
 """Downloads by someone who may read them: a document's original file, a collection's archive."""
 
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, JsonResponse
 
+from backend.core.downloads import file_response
 from backend.core.errors import NotFound, Unauthenticated
 from backend.rag.loaders import CONTENT_TYPES
 
@@ -16,8 +17,8 @@ def download(request, uid):
         return JsonResponse({"error": {"code": ErrorCode.UNAUTHENTICATED, "message": "Sign in to download."}}, status=401)
     except (NotFound, FileNotFoundError):
         raise Http404()
-    response = FileResponse(handle, as_attachment=True, filename=document.original_name,
-                            content_type=CONTENT_TYPES[document.file_type])
+    response = file_response(request, handle, filename=document.original_name,
+                             content_type=CONTENT_TYPES[document.file_type])
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox; default-src 'none'"
     response["Cache-Control"] = "private, no-store"
@@ -33,7 +34,7 @@ def export_collection(request, uid):
     except NotFound:
         raise Http404()
     name = "".join(ch if ch.isalnum() or ch in " ._-" else "_" for ch in collection.name).strip() or "collection"
-    response = FileResponse(handle, as_attachment=True, filename=f"{name}.kb.zip", content_type="application/zip")
+    response = file_response(request, handle, filename=f"{name}.kb.zip", content_type="application/zip")
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, no-store"
     return response

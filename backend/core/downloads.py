@@ -1,0 +1,54 @@
+"""File downloads that stream a block at a time, whatever the server.
+
+Under ASGI (daphne), Django serves a response whose content is a synchronous iterator (which a
+``FileResponse`` is) by reading it whole into memory first: a 40 MB download cost the server ~80
+MiB for its duration, a knowledge-base archive up to its 512 MB. There a response reads its file
+through an asynchronous iterator instead, a block at a time on a worker thread. Under WSGI (and
+Django's test client) ``FileResponse`` already streams, and is kept.
+"""
+
+import os
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, StreamingHttpResponse
+from django.utils.http import content_disposition_header
+
+BLOCK = 256 * 1024
+
+
+def file_response(request, handle, *, filename: str, content_type: str):
+    """An attachment download of the open binary file ``handle`` (closed once sent)."""
+    if not isinstance(request, ASGIRequest):
+        return FileResponse(handle, as_attachment=True, filename=filename, content_type=content_type)
+    response = StreamingHttpResponse(_blocks(handle), content_type=content_type)
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    size = _size(handle)
+    if size is not None:
+        response["Content-Length"] = str(size)
+    return response
+
+
+def _size(handle) -> int | None:
+    size = getattr(handle, "size", None)
+    if isinstance(size, int):
+        return size
+    try:
+        return os.fstat(handle.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        try:
+            here = handle.tell()
+            end = handle.seek(0, os.SEEK_END)
+            handle.seek(here)
+            return end - here
+        except (AttributeError, OSError, ValueError):
+            return None
+
+
+async def _blocks(handle):
+    read = sync_to_async(handle.read, thread_sensitive=False)
+    try:
+        while block := await read(BLOCK):
+            yield block
+    finally:
+        await sync_to_async(handle.close, thread_sensitive=False)()
