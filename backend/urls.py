@@ -5,6 +5,7 @@ from backend.core.health import healthz, livez
 from backend.core.metrics import metrics_view
 from backend.core.media import avatar
 from backend.documents.views import download, export_collection
+from backend.users.views import export_my_data
 from backend.schema import schema
 from backend.schema.views import GraphQLView, graphql_ide
 
@@ -21,4 +22,5 @@ urlpatterns = [
     path("media/avatars/<str:name>", avatar),
     path("documents/<uuid:uid>/download", download),
     path("collections/<uuid:uid>/export", export_collection),
+    path("me/export", export_my_data),
 ]

@@ -236,6 +236,18 @@ def test_account_export_carries_chats_and_presets(alice, bob):
     first = exported["chats"]["chats"][[c["title"] for c in exported["chats"]["chats"]].index("Plants")]["messages"][0]
     assert first["uid"] == str(plants.messages.order_by("id")[0].uid) and first["created_at"].startswith("20")
     assert exported["chats"]["presets"][0]["name"] == "P"
+    # The same export as a file (written chat by chat, any size in bounded memory).
+    url = alice("{ exportMyDataUrl }")["data"]["exportMyDataUrl"]
+    assert url == "http://testserver/me/export"
+    download = alice.client.get(url)
+    assert download.status_code == 200 and download["Content-Disposition"] == 'attachment; filename="my-data.json"'
+    downloaded = json.loads(b"".join(download.streaming_content))
+    assert {**downloaded, "exported_at": None} == {**exported, "exported_at": None}
+    bobs = json.loads(b"".join(bob.client.get(url).streaming_content))
+    assert [c["title"] for c in bobs["chats"]["chats"]] == ["Bob's"]  # each their own
+    from .conftest import GraphQLClient
+
+    assert GraphQLClient().client.get(url).status_code == 401
     imp = "mutation($d: JSON!) { importMyData(data: $d) { ... on ImportResult { chatsCreated presetsCreated } } }"
     first = bob(imp, {"d": exported})["data"]["importMyData"]
     second = bob(imp, {"d": exported})["data"]["importMyData"]

@@ -54,12 +54,22 @@ def export_chat(user, pk, fmt: str = "json") -> str:
     return "\n".join(lines)
 
 
+def _chat_dicts(user):
+    """Each of the user's chats with its messages, in the order they were made: a generator, so a
+    download holds one chat at a time (the messages are read in one query, merged chat by chat)."""
+    rows = _message_rows(Message.objects.filter(chat__owner=user, chat__importing=False))
+    pending = next(rows, None)
+    for chat in Chat.objects.filter(owner=user, importing=False).order_by("pk").iterator(chunk_size=500):
+        messages = []
+        while pending is not None and pending[0] <= chat.pk:
+            if pending[0] == chat.pk:
+                messages.append(pending[1])
+            pending = next(rows, None)
+        yield chat_dict(chat, messages)
+
+
 def _export_all(user) -> dict:
-    chats = Chat.objects.filter(owner=user, importing=False)
-    messages: dict[int, list[dict]] = {}
-    for chat_id, row in _message_rows(Message.objects.filter(chat__owner=user, chat__importing=False)):
-        messages.setdefault(chat_id, []).append(row)
-    return {"chats": [chat_dict(c, messages.get(c.pk, [])) for c in chats],
+    return {"chats": _chat_dicts(user),
             "presets": [{"name": p.name, "model": p.model, "temperature": p.temperature, "top_p": p.top_p,
                          "max_tokens": p.max_tokens, "system_prompt": p.system_prompt}
                         for p in AiPreset.objects.filter(owner=user)]}

@@ -235,6 +235,12 @@ class Query:
     def export_my_data(self, info: Info) -> JSON:
         return portability.export_data(info.context.get_user())
 
+    @strawberry_django.field(description="The same export as a file to download (an absolute URL, for the session "
+                                         "cookie or the Bearer token): any size of account, in bounded memory.")
+    def export_my_data_url(self, info: Info) -> str:
+        info.context.get_user()
+        return info.context.absolute_url("/me/export")
+
 
 @strawberry.type
 class Mutation:

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from backend.core import userdata
+from backend.core import jsonstream, userdata
 from backend.core.scoping import require_user
 
 from . import preferences as prefs
@@ -45,7 +45,8 @@ def _import_profile(user: User, data) -> dict:
 userdata.register(userdata.UserDataPart(name="profile", export=_export_profile, import_=_import_profile))
 
 
-def export_data(user: User) -> dict:
+def _document(user: User) -> dict:
+    """The export, its long lists (a user's chats) as generators (``core/jsonstream.py``)."""
     require_user(user)
     return {
         "format": EXPORT_FORMAT,
@@ -53,6 +54,16 @@ def export_data(user: User) -> dict:
         "exported_at": timezone.now().isoformat(),
         **{part.name: part.export(user) for part in userdata.parts()},
     }
+
+
+def export_data(user: User) -> dict:
+    """Everything this service holds about the user, as one value (``exportMyData``)."""
+    return jsonstream.materialize(_document(user))
+
+
+def write_export(user: User, out) -> None:
+    """The same export as JSON text through ``out(str)``, a chat at a time (the download)."""
+    jsonstream.write(_document(user), out)
 
 
 def import_data(user: User, data) -> dict:
