@@ -14,10 +14,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 
 def materialize(value):
-    """``value`` with every generator in it (in dicts, lists and generators) made a list."""
+    """``value`` with every generator in it (in dicts and generators) made a list."""
     if isinstance(value, dict):
         return {key: materialize(item) for key, item in value.items()}
-    if isinstance(value, (list, types.GeneratorType)):
+    if isinstance(value, types.GeneratorType):
         return [materialize(item) for item in value]
     return value
 
