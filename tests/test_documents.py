@@ -244,6 +244,14 @@ def test_a_download_is_streamed_a_block_at_a_time_under_asgi(alice, bob):
     assert response["Content-Disposition"] == 'attachment; filename="big.txt"'
     assert async_to_sync(fetch)(bob.user)[0].status_code == 404
 
+    async def avatar():  # public, inline
+        response = await AsyncClient().get("/media/avatars/big.png")
+        return response, [part async for part in response.streaming_content]
+
+    default_storage.save("avatars/big.png", ContentFile(data))
+    response, blocks = async_to_sync(avatar)()
+    assert response.is_async and b"".join(blocks) == data and "Content-Disposition" not in response
+
 
 def test_viewer_can_search_but_not_delete_and_editor_can_upload(alice, bob, make_user):
     carol = GraphQLClient()

@@ -17,12 +17,14 @@ from django.utils.http import content_disposition_header
 BLOCK = 256 * 1024
 
 
-def file_response(request, handle, *, filename: str, content_type: str):
-    """An attachment download of the open binary file ``handle`` (closed once sent)."""
+def file_response(request, handle, *, filename: str = "", content_type: str, attachment: bool = True):
+    """The open binary file ``handle`` (closed once sent), as a download (``attachment``) or inline."""
     if not isinstance(request, ASGIRequest):
-        return FileResponse(handle, as_attachment=True, filename=filename, content_type=content_type)
+        return FileResponse(handle, as_attachment=attachment, filename=filename, content_type=content_type)
     response = StreamingHttpResponse(_blocks(handle), content_type=content_type)
-    response["Content-Disposition"] = content_disposition_header(True, filename)
+    disposition = content_disposition_header(attachment, filename)  # None: inline, no name
+    if disposition:
+        response["Content-Disposition"] = disposition
     size = _size(handle)
     if size is not None:
         response["Content-Length"] = str(size)

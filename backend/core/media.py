@@ -1,14 +1,16 @@
 """Public avatar images, read through the storage API (local files or S3 alike)."""
 
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
+from django.http import Http404
+
+from .downloads import file_response
 
 
 def avatar(request, name: str):
     key = f"avatars/{name}"
     if not default_storage.exists(key):
         raise Http404()
-    response = FileResponse(default_storage.open(key, "rb"), content_type="image/png")
+    response = file_response(request, default_storage.open(key, "rb"), content_type="image/png", attachment=False)
     response["Cache-Control"] = "public, max-age=86400, immutable"
     response["X-Content-Type-Options"] = "nosniff"
     return response
