@@ -307,6 +307,30 @@ def test_groundedness_lists_the_unsupported_sentences():
     assert unsupported == ["The moon is made of cheese.", "Nothing cited here."]
 
 
+def test_a_turns_history_is_the_current_complete_turns_in_conversation_order(alice):
+    """What a prompt carries: a regenerated answer in its question's place (the earlier version
+    left out), no system message, no failed or unfinished answer; before a question, what came
+    before it; at most the last HISTORY_TURNS turns."""
+    from backend.chats.turn import HISTORY_TURNS, _history
+
+    chat = Chat.objects.create(owner=alice.user, title="t", model="gpt-4")
+    made = lambda role, content, **extra: Message.objects.create(chat=chat, role=role, content=content, **extra)  # noqa: E731
+    made("system", "be brief")
+    q1 = made("user", "q1")
+    made("assistant", "a1 (first version)", reply_to=q1, superseded=True)
+    q2 = made("user", "q2")
+    made("assistant", "a2", reply_to=q2)
+    made("assistant", "a1 (regenerated)", reply_to=q1)
+    made("assistant", "failed", reply_to=q2, status=Message.Status.FAILED, superseded=True)
+    q3 = made("user", "q3")
+    made("assistant", "still writing", reply_to=q3, status=Message.Status.STREAMING)
+    assert [m.content for m in _history(chat)] == ["q1", "a1 (regenerated)", "q2", "a2", "q3"]
+    assert [(m.role, m.content) for m in _history(chat, before=q2)] == [("user", "q1"), ("assistant", "a1 (regenerated)")]
+    for i in range(HISTORY_TURNS * 2):
+        made("user", f"later {i}")
+    assert [m.content for m in _history(chat)] == [f"later {i}" for i in range(HISTORY_TURNS * 2)]
+
+
 def test_follow_up_questions_are_rewritten_with_the_history():
     history = [ChatMessage("user", "How does photosynthesis work in plants?"), ChatMessage("assistant", "...")]
     rewritten = rewrite_follow_up("What about its speed?", history)

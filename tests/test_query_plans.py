@@ -21,7 +21,10 @@ pytestmark = pytest.mark.django_db
 
 
 def plan(queryset) -> str:
-    sql, params = queryset.query.sql_with_params()
+    return plan_sql(*queryset.query.sql_with_params())
+
+
+def plan_sql(sql, params) -> str:
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
@@ -78,5 +81,22 @@ def test_a_page_of_a_long_chat_reads_its_messages_in_order(alice):
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     found = plan(Message.in_order(chat.messages.all())[:51])
+    assert "message_conversation_order" in found, found
+    assert "TEMP B-TREE" not in found and "Sort" not in found, found
+
+
+@pytest.mark.parametrize("before", [False, True], ids=["last turns", "turns before a question"])
+def test_a_turns_history_reads_the_conversation_index_backwards(alice, before):
+    """A turn's prompt history (``turn._history``, its SQL written out): a long chat's newest turns
+    straight from the index in conversation order, no sort of the chat's messages."""
+    from backend.chats.turn import _history_sql
+
+    chat = Chat.objects.create(owner=alice.user, title="long", model="gpt-4")
+    Message.objects.bulk_create([Message(chat=chat, role="user", content=f"m {i}") for i in range(500)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    last = chat.messages.order_by("-id").values_list("id", flat=True)[0]
+    params = [chat.pk, Message.Status.COMPLETE, Message.Role.SYSTEM, False, *([last] if before else []), 20]
+    found = plan_sql(_history_sql(before), params)
     assert "message_conversation_order" in found, found
     assert "TEMP B-TREE" not in found and "Sort" not in found, found
