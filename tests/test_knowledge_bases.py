@@ -197,8 +197,7 @@ def test_an_import_that_fails_midway_or_dies_leaves_nothing(alice, bob, monkeypa
     # A process killed midway leaves its collection hidden, and the files it stored (no cleanup
     # ran); the sweep removes both once the collection is silent.
     made.clear()
-    monkeypatch.setattr(transfer, "discard", lambda collection: None)
-    monkeypatch.setattr(transfer, "remove_files", lambda keys: None)
+    monkeypatch.setattr(transfer, "discard", lambda collection, files: None)
     with pytest.raises(RuntimeError):
         transfer.import_collection(bob.user, SimpleUploadedFile("kb.zip", data))
     monkeypatch.undo()

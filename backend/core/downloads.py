@@ -11,24 +11,36 @@ import os
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import FileResponse, JsonResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
+
+from .codes import ErrorCode
 
 BLOCK = 256 * 1024
 
 
-def file_response(request, handle, *, filename: str = "", content_type: str, attachment: bool = True):
-    """The open binary file ``handle`` (closed once sent), as a download (``attachment``) or inline."""
+def file_response(request, handle, *, filename: str = "", content_type: str, attachment: bool = True,
+                  cache: str = "private, no-store"):
+    """The open binary file ``handle`` (closed once sent), as a download (``attachment``) or inline,
+    never sniffed for another type; ``cache``: its Cache-Control (a user's own file by default)."""
     if not isinstance(request, ASGIRequest):
-        return FileResponse(handle, as_attachment=attachment, filename=filename, content_type=content_type)
-    response = StreamingHttpResponse(_blocks(handle), content_type=content_type)
-    disposition = content_disposition_header(attachment, filename)  # None: inline, no name
-    if disposition:
-        response["Content-Disposition"] = disposition
-    size = _size(handle)
-    if size is not None:
-        response["Content-Length"] = str(size)
+        response = FileResponse(handle, as_attachment=attachment, filename=filename, content_type=content_type)
+    else:
+        response = StreamingHttpResponse(_blocks(handle), content_type=content_type)
+        disposition = content_disposition_header(attachment, filename)  # None: inline, no name
+        if disposition:
+            response["Content-Disposition"] = disposition
+        size = _size(handle)
+        if size is not None:
+            response["Content-Length"] = str(size)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = cache
     return response
+
+
+def sign_in_first() -> JsonResponse:
+    """A download asked without a signed-in user (session or Bearer token)."""
+    return JsonResponse({"error": {"code": ErrorCode.UNAUTHENTICATED, "message": "Sign in to download."}}, status=401)
 
 
 def _size(handle) -> int | None:

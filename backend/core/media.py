@@ -10,7 +10,5 @@ def avatar(request, name: str):
     key = f"avatars/{name}"
     if not default_storage.exists(key):
         raise Http404()
-    response = file_response(request, default_storage.open(key, "rb"), content_type="image/png", attachment=False)
-    response["Cache-Control"] = "public, max-age=86400, immutable"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return file_response(request, default_storage.open(key, "rb"), content_type="image/png", attachment=False,
+                         cache="public, max-age=86400, immutable")

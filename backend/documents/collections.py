@@ -85,13 +85,18 @@ def delete_collection(user, pk) -> None:
     collection = get_collection(user, pk, need=Role.OWNER)
     if collection.is_default:
         raise ValidationError(ValidationError("Your default collection cannot be deleted.", code=DocumentErrorCode.DEFAULT_COLLECTION))
-    keys = storage_keys(collection.documents.all())  # every version's file
+    with transaction.atomic():
+        purge(collection, storage_keys(collection.documents.all()))  # every version's file
+        events.publish_group(events.collection_group(collection.pk), {"kind": ACCESS_CHANGED})
+
+
+def purge(collection: Collection, files) -> None:
+    """Remove a collection's rows (documents, versions, chunks, shares), then, once that commits,
+    its index file and the stored ``files``."""
     index_key = vectors.key_for(collection)
     with transaction.atomic():
-        collection_pk = collection.pk
-        collection.delete()
-        events.publish_group(events.collection_group(collection_pk), {"kind": ACCESS_CHANGED})
-        transaction.on_commit(lambda: remove_files(keys))
+        Collection.objects.filter(pk=collection.pk).delete()
+        transaction.on_commit(lambda: remove_files(files))
         transaction.on_commit(lambda: vectors.drop(index_key))
 
 

@@ -21,9 +21,9 @@ from backend.core.scoping import require_user
 from backend.core.writes import let_other_writers_in
 from backend.rag import embeddings
 
-from . import archive, engines, vectors
+from . import archive, engines
 from .codes import DocumentErrorCode
-from .collections import clean_name
+from .collections import clean_name, purge
 from .files import collection_folder, remove_files, store_file
 from .ingest import ingest
 from .models import Chunk, Collection, Document, DocumentVersion
@@ -119,20 +119,18 @@ def import_collection(user, upload, *, name: str | None = None) -> Collection:
             for pk in to_read:
                 ingest.enqueue(pk)
     except Exception:
-        discard(collection)
-        remove_files(list(stored.values()))
+        discard(collection, list(stored.values()))
         raise
     collection.importing = False
     return collection
 
 
-def discard(collection: Collection) -> None:
-    """Remove a collection whose import did not finish (its rows, its vectors; not its files)."""
-    if collection.pk is not None:
-        with transaction.atomic():
-            Collection.objects.filter(pk=collection.pk).delete()
-            key = vectors.key_for(collection)
-            transaction.on_commit(lambda: vectors.drop(key))
+def discard(collection: Collection, files: list[str]) -> None:
+    """Remove an import that did not finish: its collection (if it was made) and the files it stored."""
+    if collection.pk is None:
+        remove_files(files)
+    else:
+        purge(collection, files)
 
 
 def _batches(found: archive.Archive, same_model: bool):
@@ -213,7 +211,6 @@ def abandoned_imports() -> int:
             keys = [f"{folder}/{name}" for name in default_storage.listdir(folder)[1]]
         except FileNotFoundError:
             keys = []
-        discard(collection)
-        remove_files(keys)
+        discard(collection, keys)
         removed += 1
     return removed
