@@ -37,4 +37,4 @@ USER app
 
 EXPOSE 8000
 VOLUME ["/data"]
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec daphne -b 0.0.0.0 -p 8000 backend.asgi:application"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec python -m backend.serve -b 0.0.0.0 -p 8000 backend.asgi:application"]

@@ -148,7 +148,7 @@ class Daphne:
 
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "backend.asgi:application"],
+            [sys.executable, "-m", "backend.serve", "-b", "127.0.0.1", "-p", str(self.port), "backend.asgi:application"],
             cwd=ROOT, env=bench_env(data_dir, **extra_env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         body = ""
         for _ in range(600):  # ready: up, and done loading the query encoder (measured warm, as served)

@@ -229,7 +229,7 @@ def app_env(data_dir: Path, **extra) -> dict:
 
 def daphne(data_dir: Path, log: Path, **extra) -> AppProcess:
     port = free_port()
-    web = AppProcess([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "backend.asgi:application"],
+    web = AppProcess([sys.executable, "-m", "backend.serve", "-b", "127.0.0.1", "-p", str(port), "backend.asgi:application"],
                      app_env(data_dir, **extra), log, port=port)
     wait_warm(web.http)
     return web

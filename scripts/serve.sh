@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 npm ci --prefix backend/graphiql --no-audit --no-fund --loglevel=error
 .venv/bin/python manage.py migrate --noinput
 .venv/bin/python manage.py prepare_models  # ONNX exports of the embedding model, once
-exec .venv/bin/daphne -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" backend.asgi:application
+exec .venv/bin/python -m backend.serve -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" backend.asgi:application

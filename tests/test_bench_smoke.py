@@ -92,3 +92,9 @@ def test_backup_at_scale(tmp_path):
     assert record["instance"]["messages"] == 400 and record["instance"]["chunks"] == 40
     for step in ("backup", "restore"):
         assert record[step]["seconds"] > 0 and record[step]["peak_rss_mib"] > 0
+
+
+def test_slow_download(tmp_path):
+    record = run("slow_download", tmp_path)
+    for launcher in ("daphne", "backend.serve"):
+        assert record[launcher]["clients_with_the_whole_file"] == 1

@@ -205,7 +205,7 @@ def test_the_dockerfile_copies_and_runs_only_what_exists():
             assert command in get_commands(), f"manage.py {command}: no such command"
     assert stages == 2
     cmd = next(line for line in instructions if line.upper().startswith("CMD"))
-    module, _, attribute = re.search(r"daphne .*? ([\w.]+:\w+)", cmd).group(1).partition(":")
+    module, _, attribute = re.search(r"-m backend\.serve .*? ([\w.]+:\w+)", cmd).group(1).partition(":")
     assert hasattr(importlib.import_module(module), attribute)
     users = [line.split()[1] for line in instructions if line.upper().startswith("USER ")]
     assert users and users[-1] not in ("root", "0")

@@ -54,7 +54,7 @@ export async function startServer(extraEnv: Record<string, string> = {}): Promis
   const port = await freePort();
   let log = "";
   const child: ChildProcess = spawn(
-    python, ["-m", "daphne", "-b", "127.0.0.1", "-p", String(port), "backend.asgi:application"],
+    python, ["-m", "backend.serve", "-b", "127.0.0.1", "-p", String(port), "backend.asgi:application"],
     { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] },
   );
   child.stdout?.on("data", (chunk) => (log += chunk));
