@@ -15,7 +15,9 @@ text layer and is not encrypted, and 200 SciFact abstracts as TXT files):
   (`bare_encoder_<backend>_one_run_all_cores`, how it ran before); the ratio is to the faster.
 
 Each is run --rounds times (the project's documents deleted in between, so nothing is cached);
-the best round counts. Needs bench/requirements.txt (langchain-community, docx2txt).
+the best round counts. The project's round and the own encoder's runs also report the CPU time
+of this process (every thread; not the extraction child processes): on two cores, what the round
+spends beside the encoder is what keeps it from the encoder's speed. Needs bench/requirements.txt (langchain-community, docx2txt).
 
     .venv/bin/python bench/ingest.py [--rounds 3] [--files a.pdf b.docx ...]
 """
@@ -76,7 +78,8 @@ def project_round(user, files: list[Path]) -> dict:
     texts = list(Chunk.objects.filter(document__in=docs).order_by("document_id", "position").values_list("text", flat=True))
     for d in docs:
         library.delete_document(user, d.pk)
-    return {"seconds": t.seconds, "documents": len(docs), "chunks": len(texts), "states": sorted(states), "texts": texts}
+    return {"seconds": t.seconds, "cpu_seconds": t.cpu_seconds, "documents": len(docs), "chunks": len(texts),
+            "states": sorted(states), "texts": texts}
 
 
 def langchain_round(files: list[Path], embeddings, size: int, overlap: int) -> dict:
@@ -105,6 +108,7 @@ def bare_round(model, texts: list[str], batch: int) -> dict:
 
 def rates(best: dict) -> dict:
     out = {"seconds": round(best["seconds"], 3), "chunks": best["chunks"],
+           **({"cpu_seconds": round(best["cpu_seconds"], 2)} if "cpu_seconds" in best else {}),
            "chunks_per_second": round(best["chunks"] / best["seconds"], 2)}
     if "documents" in best:
         out["documents"] = best["documents"]
@@ -167,7 +171,7 @@ def main():
             for name, encoder in ((own, model), (split, one_run)):
                 with Timer() as t:
                     encoder.embed_documents(project["texts"])
-                runs[name].append({"seconds": t.seconds, "chunks": len(project["texts"])})
+                runs[name].append({"seconds": t.seconds, "cpu_seconds": t.cpu_seconds, "chunks": len(project["texts"])})
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()), flush=True)
 
     best = {k: rates(min(v, key=lambda x: x["seconds"])) for k, v in runs.items()}
@@ -185,7 +189,8 @@ def main():
     for name in runs:
         b = best[name]
         docs = f"{b['documents_per_second']:7.2f} docs/s  " if "documents_per_second" in b else " " * 17
-        print(f"{name:22s} {docs}{b['chunks_per_second']:7.2f} chunks/s  ({b['chunks']} chunks, {b['seconds']} s)")
+        cpu = f", CPU {b['cpu_seconds']} s in this process" if "cpu_seconds" in b else ""
+        print(f"{name:22s} {docs}{b['chunks_per_second']:7.2f} chunks/s  ({b['chunks']} chunks, {b['seconds']} s{cpu})")
     print(f"ratios: {figures['ratios']}")
     write("ingest" if args.backend == "onnx-int8" else f"ingest-{args.backend}", args, figures)
 
