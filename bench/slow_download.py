@@ -68,8 +68,6 @@ def measure(launcher: str, data: Path, path: str, token: str, body: bytes, clien
 
 
 def main():
-    import httpx
-
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--megabytes", type=int, default=24)
@@ -85,15 +83,9 @@ def main():
     web = _serve("backend.serve", data, data / "setup.log")
     try:
         token = services.api_token(web.http, "slow@example.com")
-        form, files = services.upload_form("big.txt", body, "text/plain")
-        with httpx.Client(base_url=web.http, timeout=120, headers={"Authorization": f"Bearer {token}"}) as client:
-            document = client.post("/graphql/", data=form, files=files).json()["data"]["uploadDocument"]["document"]
-            url = client.post("/graphql/", json={
-                "query": "query($id: ID!) { node(id: $id) { ... on Document { downloadUrl } } }",
-                "variables": {"id": document["id"]}}).json()["data"]["node"]["downloadUrl"]
+        path = services.uploaded_file_path(web.http, token, "big.txt", body, "text/plain")
     finally:
         web.stop()
-    path = "/documents/" + url.split("/documents/", 1)[1]
     figures = {"clients": args.clients, "file_bytes": len(body), "pause_seconds": args.pause}
     for launcher in ("daphne", "backend.serve"):
         figures[launcher] = measure(launcher, data, path, token, body, args.clients, args.pause)

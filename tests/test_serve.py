@@ -26,13 +26,7 @@ def live():
         token = services.api_token(web.http, "slow@example.com")
         line = b"The quick brown fox jumps over the lazy dog, again and again and again.\n"
         body = line * (SIZE // len(line))
-        form, files = services.upload_form("big.txt", body, "text/plain")
-        with httpx.Client(base_url=web.http, timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
-            document = client.post("/graphql/", data=form, files=files).json()["data"]["uploadDocument"]["document"]
-            url = client.post("/graphql/", json={"query": "query($id: ID!) { node(id: $id) { ... on Document { "
-                                                          "downloadUrl } } }",
-                                                 "variables": {"id": document["id"]}}).json()["data"]["node"]["downloadUrl"]
-        yield web, token, "/documents/" + url.split("/documents/", 1)[1], body
+        yield web, token, services.uploaded_file_path(web.http, token, "big.txt", body, "text/plain"), body
     finally:
         web.stop()
 
