@@ -41,6 +41,13 @@ def _request(port: int, path: str, token: str) -> socket.socket:
     return sock
 
 
+def _kernel_send_buffer_max() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    except (OSError, IndexError, ValueError):
+        return 4 * 1024 * 1024
+
+
 def _stored_file_reads(pid: int, data_dir: str) -> list[int]:
     """How far the server has read each uploaded file it holds open."""
     return [f.position for f in psutil.Process(pid).open_files() if f.path.startswith(data_dir) and "/media/" in f.path]
@@ -55,7 +62,10 @@ def test_a_client_that_stops_reading_holds_the_file_not_the_servers_memory(live)
         time.sleep(2)  # daphne alone read the whole file into Twisted's buffer by now (and closed it)
         reads = _stored_file_reads(web.process.pid, web.env["DATA_DIR"])
         assert len(reads) == 1, reads
-        assert reads[0] < SIZE // 2  # a block ahead of the kernel's socket buffers, not the whole file
+        # Read ahead of the client: at most the kernel's socket buffer, Twisted's 64 KiB and a block or two.
+        ahead = _kernel_send_buffer_max() + 2 * 1024 * 1024
+        if ahead < SIZE:  # (a host whose socket buffers hold the whole file proves only the open file)
+            assert reads[0] - len(first) < ahead, (reads, ahead)
         received = bytearray(first)
         while chunk := sock.recv(1 << 20):
             received += chunk
