@@ -253,6 +253,25 @@ def test_a_download_is_streamed_a_block_at_a_time_under_asgi(alice, bob):
     assert response.is_async and b"".join(blocks) == data and "Content-Disposition" not in response
 
 
+def test_a_spooled_download_under_asgi_has_its_length_and_stays_in_memory():
+    """An export is built in a spooled temporary file: measuring it for Content-Length must not
+    write a small one to disk (``fileno()`` would)."""
+    import tempfile
+
+    from django.test import AsyncRequestFactory
+
+    from backend.core.downloads import file_response
+
+    target = tempfile.SpooledTemporaryFile(max_size=8 << 20)
+    target.write(b"x" * 1000)
+    target.seek(0)
+    response = file_response(AsyncRequestFactory().get("/me/export"), target, filename="my-data.json",
+                             content_type="application/json")
+    assert response["Content-Length"] == "1000" and response.is_async
+    assert not target._rolled
+    target.close()
+
+
 def test_viewer_can_search_but_not_delete_and_editor_can_upload(alice, bob, make_user):
     carol = GraphQLClient()
     carol.client.force_login(make_user("carol@example.com"))

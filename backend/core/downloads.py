@@ -44,19 +44,18 @@ def sign_in_first() -> JsonResponse:
 
 
 def _size(handle) -> int | None:
+    """The bytes left to send: a storage file's size, or measured by seeking (not ``fileno()``: a
+    spooled temporary file still in memory would be written to disk for it)."""
     size = getattr(handle, "size", None)
     if isinstance(size, int):
         return size
     try:
-        return os.fstat(handle.fileno()).st_size
+        here = handle.tell()
+        end = handle.seek(0, os.SEEK_END)
+        handle.seek(here)
+        return end - here
     except (AttributeError, OSError, ValueError):
-        try:
-            here = handle.tell()
-            end = handle.seek(0, os.SEEK_END)
-            handle.seek(here)
-            return end - here
-        except (AttributeError, OSError, ValueError):
-            return None
+        return None
 
 
 async def _blocks(handle):

@@ -85,9 +85,8 @@ def delete_collection(user, pk) -> None:
     collection = get_collection(user, pk, need=Role.OWNER)
     if collection.is_default:
         raise ValidationError(ValidationError("Your default collection cannot be deleted.", code=DocumentErrorCode.DEFAULT_COLLECTION))
-    with transaction.atomic():
-        purge(collection, storage_keys(collection.documents.all()))  # every version's file
-        events.publish_group(events.collection_group(collection.pk), {"kind": ACCESS_CHANGED})
+    purge(collection, storage_keys(collection.documents.all()))  # every version's file
+    events.publish_group(events.collection_group(collection.pk), {"kind": ACCESS_CHANGED})  # (after commit)
 
 
 def purge(collection: Collection, files) -> None:
